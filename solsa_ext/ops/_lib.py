@@ -1,0 +1,134 @@
+"""Shared plumbing of the torch.ops.solsa.* registrations.
+
+The compiled module ``solsa_ext._C`` is torch-free: it takes params structs of raw
+pointers, sizes and strides. This file holds the ``torch.library`` handle, the
+argument checks every op runs at its boundary, and the helpers that turn tensors into
+pointers and pick the CPU thread count or the current CUDA stream.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+try:
+    from .. import _C  # type: ignore[attr-defined]
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    raise ImportError(
+        "solsa_ext._C (the compiled kernels) could not be imported. Build and install the "
+        "package with `pip install .` (or `pip install -e .` for development) first. "
+        f"Original error: {exc}"
+    ) from exc
+
+LIB = torch.library.Library("solsa", "DEF")
+
+_FLOATS = (torch.float32, torch.float64)
+_checks_enabled = True
+
+
+def input_checks_enabled() -> bool:
+    return _checks_enabled
+
+
+@contextlib.contextmanager
+def input_checks(enabled: bool) -> Iterator[None]:
+    """Turn the per-call NaN/Inf scans of the ops' inputs on or off inside a block.
+
+    Shape, dtype, device and layout checks always run. The finiteness scans cost one
+    pass over each read-only input, and on CUDA a device synchronisation, so callers
+    that validated their data once up front (the Trainer does) may switch them off.
+    """
+    global _checks_enabled
+    old = _checks_enabled
+    _checks_enabled = enabled
+    try:
+        yield
+    finally:
+        _checks_enabled = old
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    """Tensors without data (meta, or fake tensors while torch.compile traces): no value scans."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return t.device.type == "meta" or isinstance(t, FakeTensor)
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    return 0 if dtype == torch.float32 else 1
+
+
+def ptr(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def check_tensor(
+    op: str,
+    name: str,
+    t: Optional[torch.Tensor],
+    shape: Sequence[int],
+    ref: torch.Tensor,
+    *,
+    contiguous: bool = True,
+    finite: bool = False,
+    required: bool = True,
+) -> None:
+    """Raise a clear error naming ``op`` and ``name`` when ``t`` does not fit."""
+    if t is None:
+        if required:
+            raise ValueError(f"solsa.{op}: argument '{name}' is required here but was None")
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"solsa.{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOATS:
+        raise TypeError(f"solsa.{op}: argument '{name}' must be float32 or float64, got {t.dtype}")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"solsa.{op}: argument '{name}' has dtype {t.dtype} but the other arguments are {ref.dtype}")
+    if t.device != ref.device:
+        raise ValueError(f"solsa.{op}: argument '{name}' is on {t.device} but the other arguments are on {ref.device}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"solsa.{op}: argument '{name}' must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(
+            f"solsa.{op}: argument '{name}' must be contiguous (it is read or written in place by the kernel); "
+            "call .contiguous() on it first"
+        )
+    if finite and _checks_enabled and t.numel() and not _is_fake(t) and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"solsa.{op}: argument '{name}' contains NaN or Inf")
+
+
+def check_dims(op: str, name: str, t: torch.Tensor, ndim: int, legend: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"solsa.{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"solsa.{op}: argument '{name}' must be {ndim}-D {legend}, got shape {tuple(t.shape)}")
+
+
+def check_batch(op: str, batch: int) -> None:
+    if batch == 0:
+        raise ValueError(f"solsa.{op}: the batch is empty (batch size 0)")
+
+
+def check_scalars(op: str, **values: float) -> None:
+    import math
+
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise ValueError(f"solsa.{op}: argument '{name}' must be finite, got {v}")
+
+
+def num_threads() -> int:
+    return torch.get_num_threads()
+
+
+def cuda_stream(device: torch.device) -> int:
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def require_cuda_build(op: str) -> None:
+    if not _C.has_cuda():
+        raise RuntimeError(
+            f"solsa.{op}: got CUDA tensors but solsa_ext was built without CUDA kernels. Rebuild on a "
+            "machine with nvcc (SOLSA_BUILD_CUDA=1 pip install .)"
+        )
