@@ -39,54 +39,58 @@ void learn_impl(const LearnParams& p, int nt) {
   const bool par = nt > 1 && B * total >= kParallelMinWork;
   (void)par;
 
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t c0 = u * kChunk;
-    const int64_t len = (total - c0) < kChunk ? (total - c0) : kChunk;
-    const int64_t i0 = c0 / NI, i1 = (c0 + len - 1) / NI;  // rows touched
-    alignas(64) T aw[kChunk];
-    alignas(64) T ad[GD ? kChunk : 1];
-    alignas(64) T ag[GG ? kChunk : 1];
-    for (int64_t q = 0; q < len; ++q) {
-      aw[q] = T(0);
-      if constexpr (GD) ad[q] = T(0);
-      if constexpr (GG) ag[q] = T(0);
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t i = i0; i <= i1; ++i) {
-        // piece of row i inside the chunk: gradient flat [lo, hi), j = flat - i*NI
-        const int64_t lo = (i * NI > c0 ? i * NI : c0);
-        const int64_t hi = ((i + 1) * NI < c0 + len ? (i + 1) * NI : c0 + len);
-        const int64_t j0 = lo - i * NI, n = hi - lo;
-        const T m = mu[b * NO + i];
-        T* SOLSA_RESTRICT awp = aw + (lo - c0);
-        T* SOLSA_RESTRICT adp = GD ? ad + (lo - c0) : nullptr;
-        T* SOLSA_RESTRICT agp = GG ? ag + (lo - c0) : nullptr;
-        const T* SOLSA_RESTRICT er = PRESYN ? e + b * NI + j0 : e + b * total + lo;
-        const T* SOLSA_RESTRICT fr = GD ? Fp + b * total + lo : nullptr;
-        const T* SOLSA_RESTRICT xr = GG ? x + b * sxb + j0 * sxj : nullptr;
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) {
-          awp[j] += m * er[j];
-          if constexpr (GD) adp[j] += m * fr[j];
-          if constexpr (GG) agp[j] += m * (XUNIT ? xr[j] : xr[j * sxj]);
+#pragma omp parallel num_threads(nt) if (par)
+  {
+    DenormalGuard ftz;
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t c0 = u * kChunk;
+      const int64_t len = (total - c0) < kChunk ? (total - c0) : kChunk;
+      const int64_t i0 = c0 / NI, i1 = (c0 + len - 1) / NI;  // rows touched
+      alignas(64) T aw[kChunk];
+      alignas(64) T ad[GD ? kChunk : 1];
+      alignas(64) T ag[GG ? kChunk : 1];
+      for (int64_t q = 0; q < len; ++q) {
+        aw[q] = T(0);
+        if constexpr (GD) ad[q] = T(0);
+        if constexpr (GG) ag[q] = T(0);
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = i0; i <= i1; ++i) {
+          // piece of row i inside the chunk: gradient flat [lo, hi), j = flat - i*NI
+          const int64_t lo = (i * NI > c0 ? i * NI : c0);
+          const int64_t hi = ((i + 1) * NI < c0 + len ? (i + 1) * NI : c0 + len);
+          const int64_t j0 = lo - i * NI, n = hi - lo;
+          const T m = mu[b * NO + i];
+          T* SOLSA_RESTRICT awp = aw + (lo - c0);
+          T* SOLSA_RESTRICT adp = GD ? ad + (lo - c0) : nullptr;
+          T* SOLSA_RESTRICT agp = GG ? ag + (lo - c0) : nullptr;
+          const T* SOLSA_RESTRICT er = PRESYN ? e + b * NI + j0 : e + b * total + lo;
+          const T* SOLSA_RESTRICT fr = GD ? Fp + b * total + lo : nullptr;
+          const T* SOLSA_RESTRICT xr = GG ? x + b * sxb + j0 * sxj : nullptr;
+  #pragma omp simd
+          for (int64_t j = 0; j < n; ++j) {
+            awp[j] += m * er[j];
+            if constexpr (GD) adp[j] += m * fr[j];
+            if constexpr (GG) agp[j] += m * (XUNIT ? xr[j] : xr[j * sxj]);
+          }
         }
       }
-    }
-    T* SOLSA_RESTRICT gwr = gw + c0;
-#pragma omp simd
-    for (int64_t q = 0; q < len; ++q) gwr[q] += aw[q];
-    if constexpr (GD || GG) {
-      const T* SOLSA_RESTRICT wr = w + c0;
-      if constexpr (GD) {
-        T* SOLSA_RESTRICT gdr = gd + c0;
-#pragma omp simd
-        for (int64_t q = 0; q < len; ++q) gdr[q] += (coef * wr[q]) * ad[q];
-      }
-      if constexpr (GG) {
-        T* SOLSA_RESTRICT ggr = gg + c0;
-#pragma omp simd
-        for (int64_t q = 0; q < len; ++q) ggr[q] += (coef * wr[q]) * ag[q];
+      T* SOLSA_RESTRICT gwr = gw + c0;
+  #pragma omp simd
+      for (int64_t q = 0; q < len; ++q) gwr[q] += aw[q];
+      if constexpr (GD || GG) {
+        const T* SOLSA_RESTRICT wr = w + c0;
+        if constexpr (GD) {
+          T* SOLSA_RESTRICT gdr = gd + c0;
+  #pragma omp simd
+          for (int64_t q = 0; q < len; ++q) gdr[q] += (coef * wr[q]) * ad[q];
+        }
+        if constexpr (GG) {
+          T* SOLSA_RESTRICT ggr = gg + c0;
+  #pragma omp simd
+          for (int64_t q = 0; q < len; ++q) ggr[q] += (coef * wr[q]) * ag[q];
+        }
       }
     }
   }

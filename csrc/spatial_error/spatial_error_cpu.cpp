@@ -27,28 +27,32 @@ void spatial_error_impl(const SpatialErrorParams& p, int nt) {
   const bool par = nt > 1 && B * NO * NI >= kParallelMinWork;
   (void)par;
 
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t b = u / ntiles, j0 = (u % ntiles) * kTile;
-    const int64_t len = (NI - j0) < kTile ? (NI - j0) : kTile;
-    alignas(64) T acc[kTile];
-    for (int64_t j = 0; j < len; ++j) acc[j] = T(0);
-    for (int64_t k = 0; k < NO; ++k) {
-      const T m = mu[b * NO + k];
-      const T* SOLSA_RESTRICT wr = w + k * NI + j0;
-      if constexpr (GAIN) {
-        const T* SOLSA_RESTRICT gr = gain + k * NI + j0;
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) acc[j] += (m * wr[j]) * gr[j];
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) acc[j] += m * wr[j];
+#pragma omp parallel num_threads(nt) if (par)
+  {
+    DenormalGuard ftz;
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t b = u / ntiles, j0 = (u % ntiles) * kTile;
+      const int64_t len = (NI - j0) < kTile ? (NI - j0) : kTile;
+      alignas(64) T acc[kTile];
+      for (int64_t j = 0; j < len; ++j) acc[j] = T(0);
+      for (int64_t k = 0; k < NO; ++k) {
+        const T m = mu[b * NO + k];
+        const T* SOLSA_RESTRICT wr = w + k * NI + j0;
+        if constexpr (GAIN) {
+          const T* SOLSA_RESTRICT gr = gain + k * NI + j0;
+  #pragma omp simd
+          for (int64_t j = 0; j < len; ++j) acc[j] += (m * wr[j]) * gr[j];
+        } else {
+  #pragma omp simd
+          for (int64_t j = 0; j < len; ++j) acc[j] += m * wr[j];
+        }
       }
+      const T* SOLSA_RESTRICT sgr = sg + b * NI + j0;
+      T* SOLSA_RESTRICT outr = out + b * NI + j0;
+  #pragma omp simd
+      for (int64_t j = 0; j < len; ++j) outr[j] = sgr[j] * acc[j];
     }
-    const T* SOLSA_RESTRICT sgr = sg + b * NI + j0;
-    T* SOLSA_RESTRICT outr = out + b * NI + j0;
-#pragma omp simd
-    for (int64_t j = 0; j < len; ++j) outr[j] = sgr[j] * acc[j];
   }
 }
 

@@ -78,6 +78,7 @@ void step_impl(const StepParams& p, int nt) {
 
 #pragma omp parallel num_threads(nt) if (par)
   {
+    DenormalGuard ftz;
     if constexpr (PRESYN) {
       // OTTT's presynaptic trace, once per (b, j): e_bj = lam * e_bj + x_bj.
 #pragma omp for schedule(static) nowait
