@@ -1,0 +1,268 @@
+"""One full SOLSA training sequence: fused kernels vs the eager reference, and the roofline.
+
+    python benchmarks/bench_step.py --json OUT.json [--device cpu|cuda] [--batch 32] [--T 200]
+        [--sizes 8,200,200,10] [--threads N] [--dtype float32] [--algo solsa]
+
+Measured in one process, interleaved (fused, eager, fused, eager, ...), medians reported:
+
+- ``fused``: ``OnlineEngine(backend="fused")`` (torch.ops.solsa.step/learn/spatial_error)
+  running T steps of forward + traces + gradients of every layer, with a per-step loss
+  derivative ``dEdO = O_top - target``; input checks off, as the Trainer runs it.
+- ``eager``: the same driver with ``OnlineEngine(backend="reference")``, i.e. the eager
+  PyTorch functions of ``solsa_ext.reference`` (layer_step_ref / learn_ref /
+  spatial_error_ref, the bodies of ``solsa_ref``'s loop) on the same inputs.
+- ``kernel_only``: the same T steps calling ``solsa_ext._C`` directly with prebuilt
+  params structs (no torch.library dispatch, no Python checks): the kernels' own time;
+  ``fused - kernel_only`` is the Python/dispatch overhead.
+- the memory bandwidth reference: CPU, a STREAM-like triad ``a = b + s*c`` with torch ops
+  (3 arrays of --triad-mb MB, best of 7); CUDA, a device-to-device ``copy_`` (and the triad).
+- ``bytes_per_step``: what the kernels must move per step, from their contracts
+  (benchmarks/common.py BYTES_FORMULA, also written into the JSON).
+
+No optimizer step is taken here (run.py's suite includes the updates).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: an explicit one wins
+
+import torch
+
+from benchmarks import common
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", default=None, help="write the results here (default: print them)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--T", type=int, default=200)
+    ap.add_argument("--sizes", default="8,200,200,10", help="layer sizes incl. input (EMG-action network)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--algo", default="solsa", help="a key of solsa_ext.rule.RULES")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions of the fused sequence")
+    ap.add_argument("--eager-repeats", type=int, default=3, help="timed repetitions of the eager sequence")
+    ap.add_argument("--eager-steps", type=int, default=None,
+                    help="time only the first N steps of the eager reference (default: all T)")
+    ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
+    ap.add_argument("--triad-mb", type=int, default=256, help="MB per triad array")
+    ap.add_argument("--layout", choices=("tbc", "bct"), default="tbc",
+                    help="input storage: time-major (x[:, :, t] contiguous) or (B, C, T) contiguous")
+    ap.add_argument("--spike-density", type=float, default=None, help="Bernoulli spike input (default: currents)")
+    return ap.parse_args(argv)
+
+
+def _engine_sequence(eng, x: torch.Tensor, target: torch.Tensor, steps: int) -> Callable[[], None]:
+    from solsa_ext import ops
+
+    B = x.shape[0]
+
+    def run() -> None:
+        with ops.input_checks(False):
+            eng.reset(B)
+            for t in range(steps):
+                o = eng.forward(x[:, :, t])
+                eng.backward(o - target)
+
+    return run
+
+
+def _checked_sequence(eng, x, target, steps) -> Callable[[], None]:
+    B = x.shape[0]
+
+    def run() -> None:
+        eng.reset(B)
+        for t in range(steps):
+            o = eng.forward(x[:, :, t])
+            eng.backward(o - target)
+
+    return run
+
+
+def kernel_only_loop(eng, x: torch.Tensor, steps: int) -> Callable[[], None]:
+    """The same kernels for ``steps`` steps, called on ``solsa_ext._C`` with prebuilt params."""
+    from solsa_ext import _C  # type: ignore[attr-defined]
+
+    st = importlib.import_module("solsa_ext.ops.step")
+    ln = importlib.import_module("solsa_ext.ops.learn")
+    se = importlib.import_module("solsa_ext.ops.spatial_error")
+    n, r = eng.neuron, eng.rule
+    dev = x.device
+    B = x.shape[0]
+    eng.reset(B)
+    layers = eng._fused
+    params = eng.params
+    mus = [torch.zeros(B, p.n_out, dtype=x.dtype, device=dev) for p in params]
+    grads = eng.grads()
+    calls = []
+    inp = x[:, :, 0]
+    for p, s in zip(params, layers):
+        d = p.decay.detach() if r.filter else None
+        g = p.gain.detach() if r.filter else None
+        calls.append(("step", st._params(inp, p.w.detach(), d, g, s.F, s.F_prev, s.e, s.V, s.O, s.sg,
+                                          n.lam, n.vth, n.sigma, r.reset_in_trace)))
+        s.x = inp
+        inp = s.O
+    for l in range(len(params) - 1, -1, -1):
+        p, s, gr = params[l], layers[l], grads[l]
+        calls.append(("learn", ln._params(mus[l], s.e, gr.w, s.x if r.adaptive else None,
+                                          p.w.detach() if r.adaptive else None, s.F_prev, gr.decay, gr.gain, 0.5)))
+        if l > 0:
+            g = p.gain.detach() if r.filter else None
+            calls.append(("spatial_error", se._params(mus[l], p.w.detach(), g, layers[l - 1].sg, mus[l - 1])))
+    if dev.type == "cuda":
+        stream = torch.cuda.current_stream(dev).cuda_stream
+        fns = [(getattr(_C, f"{k}_cuda"), pp, stream) for k, pp in calls]
+    else:
+        nt = torch.get_num_threads()
+        fns = [(getattr(_C, f"{k}_cpu"), pp, nt) for k, pp in calls]
+
+    keep = (eng, mus, x)  # the params structs hold raw pointers into these: keep them alive
+
+    def run() -> None:
+        assert keep
+        for _ in range(steps):
+            for f, pp, a in fns:
+                f(pp, a)
+
+    return run
+
+
+def main(argv=None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device visible to torch")
+    dtype = common.parse_dtype(args.dtype)
+    sizes = common.parse_sizes(args.sizes)
+
+    from solsa_ext.engine import OnlineEngine
+    from solsa_ext.neuron import NeuronConfig
+    from solsa_ext.rule import RULES
+
+    if args.algo not in RULES:
+        raise SystemExit(f"--algo {args.algo!r}: choose one of {sorted(RULES)}")
+    rule = RULES[args.algo]
+    neuron = NeuronConfig()
+    B, T = args.batch, args.T
+    elem = torch.empty((), dtype=dtype).element_size()
+
+    result: dict[str, Any] = common.header(device)
+    result["config"] = {
+        "algo": args.algo, "rule": vars(rule) if hasattr(rule, "__dict__") else str(rule),
+        "sizes": sizes, "batch": B, "T": T, "dtype": args.dtype, "device": str(device),
+        "threads": torch.get_num_threads(), "neuron": vars(neuron),
+        "loss": "per-step dEdO = O_top - target (one-hot target); gradients accumulated, no optimizer step",
+        "eager_impl": "OnlineEngine(backend='reference'): solsa_ext.reference.layer_step_ref/learn_ref/"
+                      "spatial_error_ref, same driver loop as the fused run",
+        "input": "spikes, density %g" % args.spike_density if args.spike_density else "currents N(0, 1.5^2)",
+        "input_layout": args.layout,
+    }
+
+    # bandwidth reference first (needs 3 x triad_mb free), then again at the end: best of both
+    bw = {"triad": common.triad_bandwidth(device, args.triad_mb)}
+    if device.type == "cuda":
+        bw["copy"] = common.copy_bandwidth(device)
+
+    params = common.make_params(sizes, device, dtype)
+    x, target = common.make_data(B, sizes[0], T, sizes[-1], device, dtype, args.spike_density, layout=args.layout)
+    fused = OnlineEngine(params, neuron, rule, backend="fused")
+    fused_run = _engine_sequence(fused, x, target, T)
+    fns = {"fused": fused_run}
+    eager_steps = min(T, args.eager_steps or T)
+    if not args.no_eager:
+        eager = OnlineEngine(params, neuron, rule, backend="reference")
+        fns["eager"] = _engine_sequence(eager, x, target, eager_steps)
+
+    # warm up, then interleave
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(max(args.repeats, args.eager_repeats)):
+        if i < args.repeats:
+            times["fused"].append(common.time_once(fns["fused"], device))
+        if "eager" in fns and i < args.eager_repeats:
+            times["eager"].append(common.time_once(fns["eager"], device))
+
+    # kernels alone, and the fused run with the per-call input checks on (the op's default)
+    kern_eng = OnlineEngine(params, neuron, rule, backend="fused")
+    kern = kernel_only_loop(kern_eng, x, T)
+    kern()
+    checked = _checked_sequence(OnlineEngine(params, neuron, rule, backend="fused"), x, target, T)
+    checked()
+    k_times, c_times = [], []
+    for _ in range(max(1, args.repeats)):
+        k_times.append(common.time_once(kern, device))
+        times["fused"].append(common.time_once(fns["fused"], device))
+    for _ in range(max(1, min(3, args.repeats))):
+        c_times.append(common.time_once(checked, device))
+
+    bw["triad_end"] = common.triad_bandwidth(device, args.triad_mb)
+    triad_GBps = max(bw["triad"]["GBps"], bw["triad_end"]["GBps"])
+    ref_GBps = max(bw["copy"]["GBps"], triad_GBps) if device.type == "cuda" else triad_GBps
+
+    fused_s = common.median(times["fused"]) / T
+    kern_s = common.median(k_times) / T
+    nbytes = common.bytes_per_step(sizes, B, rule, elem)
+    bps = nbytes["bytes_per_step"]
+    result.update({
+        "fused_s_per_step": fused_s,
+        "fused_s_per_step_all": [t / T for t in times["fused"]],
+        "kernel_only_s_per_step": kern_s,
+        "python_overhead_s_per_step": max(0.0, fused_s - kern_s),
+        "fused_checked_s_per_step": common.median(c_times) / T,
+        "bytes_per_step": bps,
+        "bytes_detail": nbytes,
+        "bytes_formula": nbytes["formula"],
+        "per_synapse_state_bytes": common.per_synapse_state_bytes(sizes, B, rule, elem),
+        "triad_GBps": triad_GBps,
+        "bandwidth_reference_GBps": ref_GBps,
+        "bandwidth_reference": "device copy_ (or triad, whichever higher)" if device.type == "cuda" else "triad",
+        "bandwidth": bw,
+        "achieved_GBps": bps / fused_s / 1e9,
+        "bandwidth_fraction": bps / fused_s / 1e9 / ref_GBps,
+        "kernel_only_bandwidth_fraction": bps / kern_s / 1e9 / ref_GBps,
+        "sample_steps_per_s": B / fused_s,
+        "loadavg_at_end": list(os.getloadavg()),
+    })
+    if "eager" in times:
+        eager_s = common.median(times["eager"]) / eager_steps
+        ratios = [e / eager_steps / (f / T) for e, f in zip(times["eager"], times["fused"])]
+        result.update({
+            "eager_s_per_step": eager_s,
+            "eager_s_per_step_all": [t / eager_steps for t in times["eager"]],
+            "eager_timed_steps": eager_steps,
+            "speedup_vs_eager": eager_s / fused_s,
+            "speedup_vs_eager_paired_median": common.median(ratios),
+        })
+    targets = {"bandwidth_fraction >= 0.5": result["bandwidth_fraction"] >= 0.5}
+    if "speedup_vs_eager" in result:
+        targets["speedup_vs_eager >= 10"] = result["speedup_vs_eager"] >= 10
+    result["targets_met"] = targets
+    result["notes"] = (
+        "Medians of interleaved repetitions in one process. The per-synapse state "
+        f"({common.human_bytes(result['per_synapse_state_bytes'])}) is compared with the last-level cache "
+        f"({result['machine'].get('caches', {}).get('L3 cache', '?')}): when it fits, the 'must move' bytes are "
+        "served partly from cache and bandwidth_fraction can exceed 1."
+    )
+    common.write_json(args.json, result)
+    if args.json not in (None, "-"):
+        summary = {k: result.get(k) for k in ("fused_s_per_step", "kernel_only_s_per_step", "eager_s_per_step",
+                                             "speedup_vs_eager", "bytes_per_step", "triad_GBps",
+                                             "achieved_GBps", "bandwidth_fraction", "targets_met")}
+        print(" ".join(f"{k}={common.fmt(v) if not isinstance(v, dict) else v}" for k, v in summary.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,497 @@
+"""The benchmark suite: solsa-ext's online learners vs its eager reference, its BPTT and
+the peers (snnTorch, SpikingJelly) on the paper's networks.
+
+    python benchmarks/run.py --suite cpu --json bench.json --md bench.md [--quick]
+        [--workloads BasicMotions,EMG] [--contenders solsa_fused,snntorch_leaky_bptt]
+        [--steps N] [--bptt-steps N] [--peer-steps N] [--eager-steps N] [--repeats R] [--K 10]
+
+One worker process per workload times every contender there, interleaved (a, b, c, a, b,
+c, ...) so ratios are measured under the same background load; medians are reported.
+Peak memory is measured separately: on CPU each contender trains one sequence in its
+own child process and reports VmHWM minus its VmRSS after imports and after building the
+model and the data (the high-water mark is reset first through /proc/self/clear_refs);
+on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the run.
+
+Training = forward + learning + the optimizer (Adam) at the update points: the online
+learners and SpikingJelly's OTTT step at K evenly spaced points of the timed steps, the
+BPTT contenders once at the end. The per-step loss is ``0.5*sum((O_top - target)^2)``
+(ours: ``dEdO = O_top - target``). Online learners cost the same per step at any T, so
+they are timed over the first ``--steps`` steps; BPTT's memory grows with T, so it is
+timed on a sequence of ``--bptt-steps`` / ``--peer-steps`` steps, and the table says how
+many steps every number comes from.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: an explicit one wins
+
+import torch
+
+from benchmarks import common, peers
+from benchmarks.peers import Runner
+
+#: the paper's networks: layer sizes (input first) and sequence length
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "BasicMotions": {"sizes": [6, 100, 100, 4], "T": 100},
+    "SelfRegulationSCP1": {"sizes": [6, 100, 100, 2], "T": 896},
+    "EMG": {"sizes": [8, 200, 200, 10], "T": 1000},
+    "DVS128": {"sizes": [4096, 100, 100, 11], "T": 100, "spike_density": 0.05},
+}
+PAPER_WORKLOADS = tuple(WORKLOADS)
+#: not in the default list: a few-second smoke workload (python_tests/test_benchmarks.py)
+WORKLOADS["tiny"] = {"sizes": [4, 8, 3], "T": 8}
+
+OURS = ("solsa_fused", "eprop_fused", "ottt_fused", "solsa_eager", "ours_bptt")
+CONTENDERS = OURS + peers.PEERS
+PEER_BPTT = ("snntorch_synaptic_bptt", "snntorch_leaky_bptt", "sj_lif_bptt")
+
+DESCRIPTION = {
+    "solsa_fused": "ours: SOLSA, fused kernels (per-synapse filter, learned decay/gain, reset in trace)",
+    "eprop_fused": "ours: e-prop, fused kernels (no filter, per-synapse trace)",
+    "ottt_fused": "ours: OTTT, fused kernels (no filter, presynaptic trace)",
+    "solsa_eager": "ours: SOLSA, eager reference (solsa_ext.reference via OnlineEngine backend='reference')",
+    "ours_bptt": "ours: BPTT, autograd through bptt.snn_forward (per-synapse filter), Adam at the end",
+    "snntorch_synaptic_bptt": "snnTorch Synaptic (per-neuron synaptic current), BPTT",
+    "snntorch_leaky_bptt": "snnTorch Leaky + nn.Linear (no synaptic filter), BPTT",
+    "sj_lif_bptt": "SpikingJelly LIFNode(step_mode='m') multi-step, BPTT",
+    "sj_ottt": "SpikingJelly OTTTLIFNode + OTTTSequential, online (OTTT)",
+}
+
+ALGO = {"solsa_fused": "solsa", "eprop_fused": "eprop", "ottt_fused": "ottt", "solsa_eager": "solsa"}
+BPTT_SAVED_WORDS = 8  # per synapse per sample per step kept by autograd in ours_bptt (estimate for the step cap)
+
+
+# --------------------------------------------------------------------------- settings
+def timed_steps(name: str, wl: dict[str, Any], a: argparse.Namespace) -> int:
+    """How many steps of the sequence a contender is timed on (see the module doc)."""
+    T = wl["T"]
+    if name in ("solsa_fused", "eprop_fused", "ottt_fused", "sj_ottt"):
+        return min(T, a.steps or T)
+    if name == "solsa_eager":
+        return min(T, a.eager_steps)
+    if name == "ours_bptt":
+        S = sum(i * o for i, o in zip(wl["sizes"][:-1], wl["sizes"][1:]))
+        cap = int(a.bptt_mem_gb * 1e9 // max(1, BPTT_SAVED_WORDS * a.batch * S * 4))
+        return max(2, min(T, a.bptt_steps or T, cap))
+    return min(T, a.peer_steps or T)
+
+
+def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Runner:
+    sizes, T = wl["sizes"], wl["T"]
+    steps = timed_steps(name, wl, a)
+    x, target = common.make_data(a.batch, sizes[0], T, sizes[-1], device, dtype, wl.get("spike_density"),
+                                 layout=a.layout)
+    if name not in OURS:
+        return peers.build(name, sizes, x, target, steps, a.K)
+
+    from solsa_ext import ops
+    from solsa_ext.bptt import snn_forward
+    from solsa_ext.engine import OnlineEngine
+    from solsa_ext.neuron import NeuronConfig
+    from solsa_ext.rule import RULES
+
+    neuron = NeuronConfig()
+    params = common.make_params(sizes, device, dtype, requires_grad=True)
+
+    def clamp() -> None:
+        with torch.no_grad():
+            for p in params:
+                p.decay.clamp_(0.0, 0.99)
+                p.gain.clamp_(0.0, 2.0)
+
+    if name == "ours_bptt":
+        opt = torch.optim.Adam([t for p in params for t in (p.w, p.decay, p.gain)], lr=1e-3)
+        xs = x[:, :, :steps]
+
+        def run_bptt() -> None:
+            opt.zero_grad(set_to_none=True)
+            out = snn_forward(xs, params, neuron, filter=True)       # (B, N_top, steps)
+            loss = 0.5 * ((out - target[:, :, None]) ** 2).sum()
+            loss.backward()
+            opt.step()
+            clamp()
+
+        note = "" if steps == T else f" (sequence cut to {steps} of T={T} steps: autograd keeps every step)"
+        return Runner(name, run_bptt, steps, "per-synapse filter, Gaussian surrogate, BPTT, Adam once at the end" + note)
+
+    rule = RULES[ALGO[name]]
+    backend = "reference" if name == "solsa_eager" else "fused"
+    eng = OnlineEngine(params, neuron, rule, backend=backend)
+    tensors = [t for p in params for t in ((p.w, p.decay, p.gain) if rule.adaptive else (p.w,))]
+    opt = torch.optim.Adam(tensors, lr=1e-3)
+    pts = common.update_points(steps, a.K)
+    B = a.batch
+
+    def update() -> None:
+        for p, g in zip(params, eng.grads()):
+            p.w.grad = g.w
+            if rule.adaptive:
+                p.decay.grad, p.gain.grad = g.decay, g.gain
+        opt.step()
+        eng.zero_grads()
+        if rule.adaptive:
+            clamp()
+
+    def run_online() -> None:
+        with ops.input_checks(False):
+            eng.reset(B)
+            for t in range(steps):
+                o = eng.forward(x[:, :, t])
+                eng.backward(o - target)
+                if t in pts:
+                    update()
+
+    return Runner(name, run_online, steps, f"OnlineEngine({backend!r}), RULES[{ALGO[name]!r}], Adam at K={len(pts)} "
+                  "evenly spaced points", {"rule": ALGO[name]})
+
+
+# --------------------------------------------------------------------------- worker
+def worker(a: argparse.Namespace) -> dict[str, Any]:
+    """Time every contender of one workload in this process (interleaved)."""
+    device = torch.device(a.device)
+    dtype = common.parse_dtype(a.dtype)
+    wl = WORKLOADS[a.workload]
+    runners: dict[str, Runner] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for name in a.contenders:
+        res: dict[str, Any] = {"description": DESCRIPTION[name]}
+        why = peers.available(name) if name in peers.PEERS else None
+        if why:
+            res["skipped"] = why
+        else:
+            try:
+                r = build(name, wl, a, device, dtype)
+                r.run()                                   # warm-up (allocator, lazy init)
+                runners[name] = r
+                res.update({"timed_steps": r.timed_steps, "notes": r.notes})
+            except Exception as exc:
+                res["error"] = f"{type(exc).__name__}: {exc}"
+                res["traceback"] = traceback.format_exc(limit=3)
+        results[name] = res
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(a.repeats):
+        for k, r in runners.items():
+            try:
+                times[k].append(common.time_once(r.run, device))
+            except Exception as exc:
+                results[k]["error"] = f"{type(exc).__name__}: {exc}"
+    for k, r in runners.items():
+        ts = times[k]
+        if not ts:
+            continue
+        med = common.median(ts)
+        results[k].update({
+            "times_s": ts, "median_s": med, "s_per_step": med / r.timed_steps,
+            "sample_steps_per_s": a.batch * r.timed_steps / med,
+        })
+    if device.type == "cuda" and not a.no_memory:
+        for k, r in runners.items():
+            probe = common.PeakCUDA(device)
+            probe.start()
+            r.run()
+            results[k]["peak_memory_bytes"] = probe.peak_bytes()
+            results[k]["peak_memory_method"] = "torch.cuda.max_memory_allocated - allocated before the run"
+    return {"workload": a.workload, "contenders": results, "loadavg": list(os.getloadavg())}
+
+
+def mem_child(a: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of one contender training one sequence (run in its own process)."""
+    device = torch.device(a.device)
+    r = build(a.contenders[0], WORKLOADS[a.workload], a, device, common.parse_dtype(a.dtype))
+    probe = common.PeakRSS()
+    probe.start()
+    r.run()
+    return {"peak_memory_bytes": probe.peak_bytes(), "hwm_reset": probe.reset,
+            "peak_memory_method": "VmHWM - VmRSS after imports and model/data build (child process)"}
+
+
+# --------------------------------------------------------------------------- parent
+def _child_args(a: argparse.Namespace, workload: str, contenders: list[str]) -> list[str]:
+    out = ["--workload", workload, "--contenders", ",".join(contenders), "--device", a.device, "--dtype", a.dtype,
+           "--batch", str(a.batch), "--repeats", str(a.repeats), "--K", str(a.K), "--eager-steps", str(a.eager_steps),
+           "--bptt-mem-gb", str(a.bptt_mem_gb), "--layout", a.layout]
+    for flag, v in (("--steps", a.steps), ("--bptt-steps", a.bptt_steps), ("--peer-steps", a.peer_steps),
+                    ("--threads", a.threads)):
+        if v:
+            out += [flag, str(v)]
+    if a.no_memory:
+        out.append("--no-memory")
+    return out
+
+
+def _spawn(mode: str, a: argparse.Namespace, workload: str, contenders: list[str], timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "out.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), mode, "--out", str(out)] + _child_args(a, workload, contenders)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = (env["PYTHONPATH"] + os.pathsep if env.get("PYTHONPATH") else "") + str(common.ROOT)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+        if p.returncode != 0 or not out.exists():
+            tail = (p.stderr or p.stdout)[-1500:]
+            return {"error": f"exit {p.returncode}" + (" (killed: out of memory?)" if p.returncode < 0 else ""),
+                    "stderr_tail": tail}
+        return json.loads(out.read_text())
+
+
+def _derive(res: dict[str, Any]) -> None:
+    """(Re)compute the bandwidth figures and the targets of a suite result."""
+    from solsa_ext.rule import RULES
+
+    ref_GBps = res["bandwidth"]["GBps"]
+    B = res["config"]["batch"]
+    elem = torch.empty((), dtype=common.parse_dtype(res["config"]["dtype"])).element_size()
+    for wname, wr in res["workloads"].items():
+        if "contenders" not in wr:
+            continue
+        for k, r in wr["contenders"].items():
+            if k in ALGO and k != "solsa_eager" and r.get("s_per_step"):
+                nb = common.bytes_per_step(WORKLOADS[wname]["sizes"], B, RULES[ALGO[k]], elem)
+                r["bytes_per_step"] = nb["bytes_per_step"]
+                r["achieved_GBps"] = nb["bytes_per_step"] / r["s_per_step"] / 1e9
+                r["bandwidth_fraction"] = r["achieved_GBps"] / ref_GBps
+                # the most this contender can do at 100% of the bandwidth reference
+                r["roofline_sample_steps_per_s"] = B * ref_GBps * 1e9 / nb["bytes_per_step"]
+        wr["targets"] = targets(wr)
+
+
+def targets(wl_res: dict[str, Any]) -> list[dict[str, Any]]:
+    c = wl_res["contenders"]
+    sps = lambda k: c.get(k, {}).get("sample_steps_per_s")  # noqa: E731
+    out = []
+    peer_bptt = {k: sps(k) for k in PEER_BPTT if sps(k)}
+    all_peers = {k: sps(k) for k in peers.PEERS if sps(k)}
+    if sps("solsa_fused") and peer_bptt:
+        best = max(peer_bptt, key=peer_bptt.get)
+        r = sps("solsa_fused") / peer_bptt[best]
+        out.append({"target": "solsa_fused >= fastest peer BPTT", "ratio": r, "need": 1.0, "met": r >= 1.0,
+                    "vs": best})
+    if all_peers:
+        best = max(all_peers, key=all_peers.get)
+        for k in ("ottt_fused", "eprop_fused"):
+            if sps(k):
+                r = sps(k) / all_peers[best]
+                out.append({"target": f"{k} >= 3x fastest peer", "ratio": r, "need": 3.0, "met": r >= 3.0, "vs": best})
+    if sps("solsa_fused") and sps("solsa_eager"):
+        r = sps("solsa_fused") / sps("solsa_eager")
+        out.append({"target": "solsa_fused >= 10x solsa_eager", "ratio": r, "need": 10.0, "met": r >= 10.0,
+                    "vs": "solsa_eager"})
+    for k in ("solsa_fused", "eprop_fused"):
+        f = c.get(k, {}).get("bandwidth_fraction")
+        if f is not None:
+            out.append({"target": f"{k} >= 50% of measured bandwidth", "ratio": f, "need": 0.5, "met": f >= 0.5,
+                        "vs": "bandwidth reference"})
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m, v, g = res["machine"], res["versions"], res["git"]
+    lines = [f"# solsa-ext benchmark suite ({res['suite']})" + (" — partial (still running or interrupted)"
+                                                              if res.get("partial") else ""), ""]
+    lines.append(f"- machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs, {m.get('mem_total_GB')} GB"
+                 + (f", {m['gpu']}" if m.get("gpu") else "") + f"), torch threads {m.get('torch_threads')}, "
+                 f"caches {m.get('caches')}, load average at start {m.get('loadavg_at_start')}")
+    lines.append(f"- versions: torch {v['torch']}, snntorch {v['snntorch']}, spikingjelly {v['spikingjelly']}, "
+                 f"python {v['python']}; git {g['commit']}" + (" (dirty)" if g.get("dirty") else ""))
+    bw = res["bandwidth"]
+    lines.append(f"- bandwidth reference: {bw['reference']} = {bw['GBps']:.1f} GB/s")
+    cfg = res["config"]
+    lines.append(f"- batch {cfg['batch']}, {cfg['dtype']}, K={cfg['K']} update points for online learners, "
+                 f"{cfg['repeats']} interleaved repetitions (median), input layout {cfg['layout']}"
+                 f"{', quick mode' if cfg['quick'] else ''}")
+    lines.append(f"- command: `{' '.join(res['argv'])}`")
+    lines.append("")
+    for wname, wr in res["workloads"].items():
+        wl = WORKLOADS[wname]
+        lines.append(f"## {wname}: {'-'.join(map(str, wl['sizes']))}, T={wl['T']}"
+                     + (f", spike input density {wl['spike_density']}" if wl.get("spike_density") else ""))
+        lines.append("")
+        if "error" in wr:
+            lines.append(f"worker failed: {wr['error']}")
+            lines.append("")
+            continue
+        c = wr["contenders"]
+        ref = c.get("solsa_fused", {}).get("sample_steps_per_s")
+        rows = []
+        for k, r in c.items():
+            if "skipped" in r or "error" in r:
+                rows.append([k, r.get("skipped") or r.get("error"), None, None, None, None, None, None])
+                continue
+            sps = r.get("sample_steps_per_s")
+            rows.append([k, r.get("notes", ""), f"{r.get('timed_steps')}/{wl['T']}", sps,
+                         (sps / ref) if (sps and ref) else None,
+                         common.human_bytes(r.get("peak_memory_bytes")) if r.get("peak_memory_bytes") is not None
+                         else r.get("memory_error", "—"),
+                         r.get("bandwidth_fraction"), r.get("roofline_sample_steps_per_s")])
+        lines.append(common.md_table(["contender", "configuration / what differs", "timed steps / T",
+                                      "sample-steps/s", "vs solsa_fused", "peak memory", "BW fraction",
+                                      "roofline sample-steps/s"], rows))
+        lines.append("")
+        tg = wr.get("targets", [])
+        if tg:
+            lines.append(common.md_table(["target", "measured", "needed", "met", "against"],
+                                         [[t["target"], t["ratio"], t["need"], t["met"], t["vs"]] for t in tg]))
+            lines.append("")
+    lines.append("Notes: " + res["notes"])
+    return "\n".join(lines) + "\n"
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--md", default=None)
+    ap.add_argument("--quick", action="store_true", help="few steps, one repetition (smoke run)")
+    ap.add_argument("--workloads", default=",".join(PAPER_WORKLOADS))
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--K", type=int, default=10, help="update points of the online learners")
+    ap.add_argument("--steps", type=int, default=None, help="steps timed for online learners (default 200, quick 10)")
+    ap.add_argument("--eager-steps", type=int, default=None, help="steps timed for the eager reference (default 10)")
+    ap.add_argument("--bptt-steps", type=int, default=None, help="sequence length for ours_bptt (default: T, "
+                    "capped by --bptt-mem-gb)")
+    ap.add_argument("--bptt-mem-gb", type=float, default=3.0, help="memory budget that caps ours_bptt's sequence")
+    ap.add_argument("--peer-steps", type=int, default=None, help="sequence length for the peers' BPTT (default T)")
+    ap.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 3, quick 1)")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--layout", choices=("tbc", "bct"), default="tbc",
+                    help="storage of the (B, C, T) input: time-major (default; each step's slice contiguous, "
+                    "as the peers' (T, B, C)) or batch-major (step slices strided by T)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    ap.add_argument("--in-process", action="store_true",
+                    help="time and measure memory in this process instead of child processes (smoke tests)")
+    ap.add_argument("--render", default=None, metavar="JSON",
+                    help="only rewrite --md (and derived fields of --json) from a suite JSON written before")
+    # internal
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mem-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--workload", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--device", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    a.device = a.device or ("cuda" if a.suite == "gpu" else "cpu")
+    if a.quick:
+        a.steps = a.steps or 10
+        a.eager_steps = a.eager_steps or 3
+        a.bptt_steps = a.bptt_steps or 10
+        a.peer_steps = a.peer_steps or 10
+        a.repeats = a.repeats or 1
+    a.steps = a.steps or 200
+    a.eager_steps = a.eager_steps or 10
+    a.repeats = a.repeats or 3
+    a.contenders = [c for c in a.contenders.split(",") if c]
+    bad = [c for c in a.contenders if c not in CONTENDERS]
+    if bad:
+        raise SystemExit(f"unknown contenders {bad}; choose from {list(CONTENDERS)}")
+    a.workloads_list = [w for w in a.workloads.split(",") if w]
+    bad = [w for w in a.workloads_list if w not in WORKLOADS]
+    if bad:
+        raise SystemExit(f"unknown workloads {bad}; choose from {list(WORKLOADS)}")
+    return a
+
+
+def main(argv=None) -> dict[str, Any]:
+    a = parse(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.worker or a.mem_child:
+        res = worker(a) if a.worker else mem_child(a)
+        Path(a.out).write_text(json.dumps(common._clean(res)))
+        return res
+
+    if a.render:
+        res = json.loads(Path(a.render).read_text())
+        _derive(res)
+        if a.md:
+            Path(a.md).write_text(markdown(res))
+        if a.json:
+            common.write_json(a.json, res)
+        return res
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--suite gpu: no CUDA device visible to torch")
+    t0 = time.time()
+    res: dict[str, Any] = {"suite": a.suite, **common.header(device)}
+    res["config"] = {"batch": a.batch, "dtype": a.dtype, "K": a.K, "repeats": a.repeats, "quick": a.quick,
+                     "steps": a.steps, "eager_steps": a.eager_steps, "bptt_steps": a.bptt_steps,
+                     "bptt_mem_gb": a.bptt_mem_gb, "peer_steps": a.peer_steps, "contenders": a.contenders,
+                     "layout": a.layout}
+    triad_mb = 64 if a.quick else 256
+    if device.type == "cuda":
+        cp = common.copy_bandwidth(device, mb=256 if a.quick else 1024)
+        tr = common.triad_bandwidth(device, triad_mb)
+        res["bandwidth"] = {"reference": "device-to-device copy_", "GBps": cp["GBps"], "copy": cp, "triad": tr}
+    else:
+        tr = common.triad_bandwidth(device, triad_mb)
+        res["bandwidth"] = {"reference": "STREAM-like triad (torch.add(b, c, alpha=s, out=a))", "GBps": tr["GBps"],
+                            "triad": tr}
+    res["workloads"] = {}
+    for wname in a.workloads_list:
+        print(f"[run.py] {wname}: timing {len(a.contenders)} contenders ...", flush=True)
+        if a.in_process:
+            wa = parse(_child_args(a, wname, a.contenders))
+            wr = json.loads(json.dumps(common._clean(worker(wa))))
+        else:
+            wr = _spawn("--worker", a, wname, a.contenders, a.timeout)
+        if "contenders" in wr:
+            if device.type == "cpu" and not a.no_memory:
+                for k, r in wr["contenders"].items():
+                    if "skipped" in r or "error" in r:
+                        continue
+                    if a.in_process:  # peak of this process: less exact (allocator caches), for smoke tests
+                        m = mem_child(parse(_child_args(a, wname, [k])))
+                    else:
+                        m = _spawn("--mem-child", a, wname, [k], a.timeout)
+                    if "peak_memory_bytes" in m:
+                        r.update(m)
+                    else:
+                        r["memory_error"] = m.get("error")
+        res["workloads"][wname] = wr
+        _derive(res)
+        _write(a, res, partial=True)  # results so far survive an interrupted suite
+        for t in wr.get("targets", []):
+            print(f"[run.py]   {t['target']}: {t['ratio']:.3g} (need {t['need']}) -> {'met' if t['met'] else 'MISSED'}",
+                  flush=True)
+    res["wall_s"] = time.time() - t0
+    _write(a, res, partial=False)
+    print(f"[run.py] done in {res['wall_s']:.0f} s", flush=True)
+    return res
+
+
+def _write(a: argparse.Namespace, res: dict[str, Any], partial: bool) -> None:
+    res["partial"] = partial
+    res["bytes_formula"] = common.BYTES_FORMULA
+    res["notes"] = (
+        "sample-steps/s = batch x timed steps / median wall time of one training sequence (forward, learning, "
+        "optimizer). Online learners are timed on the first N steps (their per-step cost does not depend on T); "
+        "BPTT contenders on a sequence of the stated length (their memory grows with it). BW fraction = bytes the "
+        "fused kernels must move per step (bytes_formula) / time per step / bandwidth reference; OTTT moves almost "
+        "no per-synapse bytes, so only SOLSA and e-prop are held to the bandwidth target. CPU peak memory: child "
+        "process, VmHWM above the RSS after imports and model/data build. Timings on a shared machine are noisy: "
+        "ratios come from one worker process per workload with interleaved repetitions."
+    )
+    if partial and a.json in (None, "-"):
+        return
+    common.write_json(a.json, res)
+    if a.md:
+        Path(a.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.md).write_text(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

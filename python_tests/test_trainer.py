@@ -1,0 +1,331 @@
+"""Trainer: learning, gradients of every algorithm vs independent computations, padding, clamp, bad inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as Fn
+
+from conftest import BACKENDS, needs_cuda
+from solsa_ext import ALGORITHMS, AlgorithmConfig, LossConfig, NetworkConfig, OptimizerConfig, TrainConfig, Trainer
+from solsa_ext.bptt import snn_forward
+from solsa_ext.neuron import NeuronConfig
+from solsa_ext.reference import LayerParams, solsa_ref
+from solsa_ext.rule import RULES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ONLINE = [a for a in ALGORITHMS if a not in ("bptt", "tbptt")]
+NET = NetworkConfig(sizes=(5, 6, 3), w_scale=2.0, w_bias=0.2)
+
+
+def _trainer(name: str, backend: str = "reference", loss: str = "rate_mse", **algo) -> Trainer:
+    return Trainer(NET, AlgorithmConfig(name, backend=backend, **algo), OptimizerConfig("Adam", lr=1e-2),
+                   LossConfig(name=loss, scale=2.0), TrainConfig(batch_size=4, dtype="float64", seed=3))
+
+
+def _copy_params(tr: Trainer) -> list[LayerParams]:
+    return [LayerParams(p.w.detach().clone(), p.decay.detach().clone(), p.gain.detach().clone()) for p in tr.params]
+
+
+def _dEdO(loss: str, y: torch.Tensor, n: int, scale: float = 2.0):
+    """Independent per-step loss derivatives (written out, not taken from solsa_ext.losses)."""
+    onehot = Fn.one_hot(y, n).double()
+    counts = {}
+
+    def f(t: int, O: torch.Tensor) -> torch.Tensor:
+        if loss == "rate_mse":
+            return O - onehot
+        if loss == "step_ce":
+            return scale * (torch.softmax(scale * O, 1) - onehot)
+        c = counts.get(t - 1, torch.zeros_like(O)) + O
+        counts[t] = c
+        return scale / (t + 1) * (torch.softmax(scale * c / (t + 1), 1) - onehot)
+
+    return f
+
+
+def _valid(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    return (torch.arange(T)[None, :] < lengths[:, None]).double()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ONLINE)
+def test_online_gradients_match_reference(name, backend, small_x):
+    """At the first update point, the trainer's gradients equal solsa_ref's with the same dE/dO and mask."""
+    x, y, lengths = small_x
+    tr = _trainer(name, backend, update_points=3)
+    params = _copy_params(tr)
+    got = tr.sequence_gradients(x, y, lengths)
+    first = {"solsa": 3, "variant1": 3, "variant2": 3, "variant3": 3, "unscheduled": 11, "eprop": 11, "ottt": 0}[name]
+    want = solsa_ref(x[:, :, : first + 1], params, NeuronConfig(NET.lam, NET.vth, NET.sigma), RULES[name],
+                     _dEdO("rate_mse", y, 3), mask=_valid(lengths, 12)[:, : first + 1]).grads
+    assert any(float(g.w.abs().max()) > 0 for g in want), "degenerate test: no gradient"
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.w, w.w, atol=1e-9, rtol=1e-7)
+        if RULES[name].adaptive:
+            torch.testing.assert_close(g.decay, w.decay, atol=1e-9, rtol=1e-7)
+            torch.testing.assert_close(g.gain, w.gain, atol=1e-9, rtol=1e-7)
+        else:
+            assert g.decay is None
+
+
+@pytest.mark.parametrize("loss", ["step_ce", "count_ce"])
+def test_online_losses_match_reference(loss, small_x):
+    x, y, lengths = small_x
+    tr = _trainer("unscheduled", loss=loss)
+    params = _copy_params(tr)
+    got = tr.sequence_gradients(x, y, lengths)
+    want = solsa_ref(x, params, NeuronConfig(NET.lam, NET.vth, NET.sigma), RULES["unscheduled"],
+                     _dEdO(loss, y, 3), mask=_valid(lengths, 12)).grads
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.w, w.w, atol=1e-9, rtol=1e-7)
+
+
+def _autograd_grads(x, y, lengths, params, steps: int):
+    """Autograd gradient of sum_t sum_b E_b[t] (rate_mse, valid steps only) over the first ``steps`` steps."""
+    leaves = [LayerParams(p.w.clone().requires_grad_(), p.decay.clone().requires_grad_(), p.gain.clone().requires_grad_())
+              for p in params]
+    out = snn_forward(x[:, :, :steps], leaves, NeuronConfig(NET.lam, NET.vth, NET.sigma), filter=True)
+    target = Fn.one_hot(y, 3).double()[:, :, None]
+    E = (0.5 * ((out - target) ** 2).sum(1) * _valid(lengths, x.shape[2])[:, :steps]).sum()
+    E.backward()
+    return leaves
+
+
+@pytest.mark.parametrize("name,steps", [("bptt", 12), ("tbptt", 5)])
+def test_autograd_baselines_match_autograd(name, steps, small_x):
+    x, y, lengths = small_x
+    tr = _trainer(name, truncation=5)
+    params = _copy_params(tr)
+    got = tr.sequence_gradients(x, y, lengths)
+    want = _autograd_grads(x, y, lengths, params, steps)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.w, w.w.grad, atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(g.decay, w.decay.grad, atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(g.gain, w.gain.grad, atol=1e-9, rtol=1e-7)
+
+
+def test_tbptt_segments_match_truncated_snn_forward(small_x):
+    """Carried-and-detached segments give the same spikes and gradients as snn_forward(truncate=n)."""
+    from solsa_ext.baselines import CarriedState, forward_segment
+
+    x, y, _ = small_x
+    tr = _trainer("tbptt")
+    nc = NeuronConfig(NET.lam, NET.vth, NET.sigma)
+    ref = snn_forward(x, tr.params, nc, truncate=4)
+    (ref * torch.arange(1.0, 13.0, dtype=torch.float64)).sum().backward()
+    want = [p.w.grad.clone() for p in tr.params]
+    for p in tr.params:
+        p.w.grad = None
+    state, outs = CarriedState.zeros(x, tr.params, True), []
+    for s in range(0, 12, 4):
+        seg, state = forward_segment(x[:, :, s:s + 4], tr.params, nc, state)
+        state = state.detach()
+        outs.append(seg)
+    got = torch.cat(outs, -1)
+    assert torch.equal(got, ref)
+    (got * torch.arange(1.0, 13.0, dtype=torch.float64)).sum().backward()
+    for p, w in zip(tr.params, want):
+        torch.testing.assert_close(p.w.grad, w)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_every_algorithm_runs_end_to_end(name, spike_task):
+    xtr, ytr, xte, yte = spike_task
+    tr = Trainer(NetworkConfig(sizes=(12, 16, 3)), AlgorithmConfig(name, backend="reference", truncation=10),
+                 OptimizerConfig(lr=1e-2), train=TrainConfig(batch_size=16, epochs=2))
+    hist = tr.fit(xtr[:32], ytr[:32])
+    assert len(hist) == 2 and all(np.isfinite(h["train_loss"]) for h in hist)
+    ev = tr.evaluate(xte, yte)
+    assert 0.0 <= ev["accuracy"] <= 1.0 and sum(map(sum, ev["confusion"])) == xte.shape[0]
+    for p in tr.params:
+        assert torch.isfinite(p.w).all()
+
+
+@pytest.mark.parametrize("name", ["solsa", "bptt"])
+def test_learns_synthetic_spike_task(name, spike_task):
+    xtr, ytr, xte, yte = spike_task
+    tr = Trainer(NetworkConfig(sizes=(12, 20, 3)), AlgorithmConfig(name, backend="auto"),
+                 OptimizerConfig(lr=1e-2), train=TrainConfig(batch_size=8, epochs=8, seed=0))
+    before = tr.evaluate(xte, yte)["accuracy"]
+    tr.fit(xtr, ytr)
+    after = tr.evaluate(xte, yte)["accuracy"]
+    assert after >= 0.85, (before, after)     # chance is 1/3
+
+
+def test_learns_basic_motions_short(basic_motions):
+    ds = basic_motions
+    tr = Trainer.for_dataset(ds, train=TrainConfig(epochs=6, seed=0))
+    tr.fit(ds.x_train, ds.y_train, ds.len_train)
+    assert tr.evaluate(ds.x_test, ds.y_test, ds.len_test)["accuracy"] >= 0.7   # chance 0.25
+
+
+@pytest.mark.parametrize("name", ["solsa", "eprop", "bptt"])
+def test_padding_invariance(name, small_x):
+    """A zero-padded sample gives the prediction and gradient it gives alone, unpadded."""
+    x, y, lengths = small_x
+    tr = _trainer(name, update_points=1)
+    # (the padded batch has one update point at its longest valid length: compare K=1 sums)
+    g_batch = tr.sequence_gradients(x, y, lengths)
+    g_alone = [tr.sequence_gradients(x[b:b + 1, :, : lengths[b]], y[b:b + 1]) for b in range(3)]
+    for l, g in enumerate(g_batch):
+        torch.testing.assert_close(g.w, sum(ga[l].w for ga in g_alone), atol=1e-10, rtol=1e-8)
+    # more padding than the batch needs changes nothing either
+    xp = torch.cat([x, torch.zeros(3, 5, 7, dtype=x.dtype)], -1)
+    g_more = tr.sequence_gradients(xp, y, lengths)
+    for g, gm in zip(g_batch, g_more):
+        torch.testing.assert_close(g.w, gm.w, atol=0, rtol=0)
+    pred = tr.predict(xp, lengths)
+    counts = tr.spike_counts(xp, lengths)
+    for b in range(3):
+        alone = x[b:b + 1, :, : lengths[b]]
+        assert tr.predict(alone).item() == pred[b].item()
+        assert torch.equal(tr.spike_counts(alone)[0], counts[b])
+
+
+def test_clamp_after_optimizer_step():
+    torch.manual_seed(0)
+    net = NetworkConfig(sizes=(4, 5, 2), decay_max=0.9, gain_min=0.1, gain_max=1.5, w_scale=3.0, w_bias=0.5)
+    tr = Trainer(net, AlgorithmConfig("solsa", backend="reference", update_points=2),
+                 OptimizerConfig("SGD", lr=1e4), train=TrainConfig(batch_size=4, epochs=2, dtype="float64"))
+    x = torch.rand(8, 4, 10, dtype=torch.float64) * 3
+    tr.fit(x, torch.tensor([0, 1] * 4))
+    for p in tr.params:
+        assert float(p.decay.detach().min()) >= 0.0 and float(p.decay.detach().max()) <= 0.9
+        assert float(p.gain.detach().min()) >= 0.1 and float(p.gain.detach().max()) <= 1.5
+    hit = sum(int(((p.decay == 0) | (p.decay == 0.9) | (p.gain == 0.1) | (p.gain == 1.5)).sum()) for p in tr.params)
+    assert hit > 0, "the huge learning rate must have pushed some coefficients to a bound"
+    # and the bound is the one of the config: clamp_ itself
+    with torch.no_grad():
+        tr.params[0].decay.fill_(3.0)
+        tr.params[0].gain.fill_(-1.0)
+    tr.clamp_()
+    assert float(tr.params[0].decay.detach().max()) == 0.9 and float(tr.params[0].gain.detach().min()) == 0.1
+
+
+def test_decay_max_must_be_below_one():
+    with pytest.raises(ValueError, match="decay_max"):
+        NetworkConfig(decay_max=1.0)
+
+
+def test_same_init_for_every_algorithm():
+    ws = [Trainer(NetworkConfig(sizes=(4, 5, 2)), AlgorithmConfig(a, backend="reference")).params[0].w for a in ALGORITHMS]
+    assert all(torch.equal(ws[0], w) for w in ws[1:])
+
+
+def test_numpy_and_dataloader_inputs(spike_task):
+    xtr, ytr, xte, yte = spike_task
+    kw = dict(network=NetworkConfig(sizes=(12, 8, 3)), algorithm=AlgorithmConfig("solsa", backend="reference"),
+              train=TrainConfig(batch_size=16, epochs=1, shuffle=False))
+    a = Trainer(**kw)
+    a.fit(xtr.numpy(), ytr.numpy())
+    b = Trainer(**kw)
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xtr, ytr), batch_size=16, shuffle=False)
+    b.fit(dl)
+    for p, q in zip(a.params, b.params):
+        assert torch.equal(p.w, q.w)
+    assert torch.equal(a.predict(xte.numpy()), b.predict(xte))
+    # string labels through the label map
+    c = Trainer(classes=["a", "b", "c"], **kw)
+    c.fit(xtr, np.array(["a", "b", "c"])[ytr.numpy()])
+    assert torch.equal(c.params[0].w, a.params[0].w)
+    assert c.predict(xte[:3], return_labels=True)[0] in ("a", "b", "c")
+
+
+def test_sizes_inferred_from_data(spike_task):
+    xtr, ytr, _, _ = spike_task
+    tr = Trainer(algorithm=AlgorithmConfig("solsa", backend="reference"), train=TrainConfig(epochs=1, batch_size=48))
+    tr.fit(xtr, ytr)
+    assert tr.sizes == (12, 100, 100, 3)
+
+
+def test_bad_inputs():
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa", backend="reference"))
+    x, y = torch.rand(4, 3, 6), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="shape"):
+        tr.fit(torch.rand(4, 6), y)
+    with pytest.raises(ValueError, match="channels"):
+        tr.fit(torch.rand(4, 5, 6), y)
+    with pytest.raises(ValueError, match="y must have shape"):
+        tr.fit(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="class indices"):
+        tr.fit(x, torch.tensor([0, 1, 2, 0]))
+    bad = x.clone()
+    bad[2, 1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tr.fit(bad, y)
+    with pytest.raises(ValueError, match="NaN"):
+        tr.predict(bad)
+    with pytest.raises(ValueError, match="lengths"):
+        tr.fit(x, y, lengths=torch.tensor([6, 7, 1, 1]))
+    with pytest.raises(ValueError, match="lengths"):
+        tr.fit(x, y, lengths=torch.tensor([6, 0, 1, 1]))
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        AlgorithmConfig("backprop")
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        Trainer(algorithm="sols")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        Trainer(NetworkConfig(sizes=(3, 2)), optimizer=OptimizerConfig("Adamm"))
+    with pytest.raises(ValueError, match="unknown loss"):
+        LossConfig("hinge")
+    with pytest.raises(RuntimeError, match="not built"):
+        Trainer(algorithm=AlgorithmConfig(backend="reference")).predict(x)
+
+
+def test_unknown_dataset():
+    from solsa_ext import load_dataset
+
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("NoSuchData")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["solsa", "bptt"])
+def test_cuda_matches_cpu(name, small_x):
+    x, y, lengths = small_x
+    cpu = _trainer(name, update_points=1)
+    gpu = Trainer(NET, AlgorithmConfig(name, backend="auto", update_points=1), OptimizerConfig("Adam", lr=1e-2),
+                  LossConfig(scale=2.0), TrainConfig(batch_size=4, dtype="float64", seed=3, device="cuda"))
+    gc, gg = cpu.sequence_gradients(x, y, lengths), gpu.sequence_gradients(x, y, lengths)
+    for a, b in zip(gc, gg):
+        torch.testing.assert_close(a.w, b.w.cpu(), atol=1e-8, rtol=1e-6)
+    gpu.fit(x, y, lengths, epochs=1)
+    assert gpu.params[0].w.device.type == "cuda"
+
+
+def test_import_without_compiled_extension():
+    """import solsa_ext and a Trainer work when solsa_ext._C is missing (reference backend)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.modules['solsa_ext._C'] = None\n"
+            "import solsa_ext, torch\n"
+            "from solsa_ext import Trainer, NetworkConfig\n"
+            "tr = Trainer(NetworkConfig(sizes=(3, 4, 2)))\n"
+            "tr.fit(torch.rand(2, 3, 5), torch.tensor([0, 1]), epochs=1)\n"
+            "print(tr.backend)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "reference"
+
+
+def test_stratified_split():
+    from solsa_ext.trainer import stratified_split
+
+    y = torch.tensor([0] * 10 + [1] * 6 + [2] * 2)
+    tr, va = stratified_split(y, 0.3, seed=1)
+    assert sorted(tr.tolist() + va.tolist()) == list(range(18))
+    assert [int((y[va] == c).sum()) for c in range(3)] == [3, 2, 1]
+    assert torch.equal(stratified_split(y, 0.3, seed=1)[1], va)
+
+
+def test_train_batch_steps_the_optimizer():
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa", update_points=3, backend="reference"))
+    w0 = tr.params[0].w.detach().clone()
+    out = tr.train_batch(torch.rand(4, 3, 9) * 3, [0, 1, 0, 1])
+    assert tr.updates == 3 and not torch.equal(w0, tr.params[0].w.detach())
+    assert set(out) == {"loss", "accuracy", "early_stopped"} and 0.0 <= out["accuracy"] <= 1.0
