@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--algo", default=alg.name, choices=ALGORITHMS, help="learning algorithm")
     t.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<algo>-seed<seed>)")
     t.add_argument("--data-dir", default=None, help="folder with the user's copy of the data")
+    t.add_argument("--dataset-option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                   help="a loader option (docs/DATASETS.md), e.g. -O n_steps=50 -O binary=false; repeatable")
     t.add_argument("--epochs", type=int, default=tc.epochs)
     t.add_argument("--batch-size", type=int, default=tc.batch_size)
     t.add_argument("--seed", type=int, default=tc.seed)
@@ -83,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (its configs win)")
     t.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     sub.add_parser("list", help="list datasets and algorithms")
+    from .experiments.cli import add_reproduce_parser
+
+    add_reproduce_parser(sub)
     return p
 
 
@@ -130,6 +135,28 @@ def _write_json(obj: Any, path: str) -> None:
     os.replace(tmp, path)
 
 
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["n_steps=50", "binary=false", "test_subjects=[3,4]"]`` -> keyword arguments of a loader.
+
+    Values are read as Python/JSON literals (numbers, true/false, lists); anything else
+    stays a string.
+    """
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--dataset-option expects KEY=VALUE, got {item!r}")
+        text = {"true": "True", "false": "False", "null": "None", "none": "None"}.get(raw.strip().lower(), raw.strip())
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = raw.strip()
+    return out
+
+
 def train_command(a: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -140,7 +167,7 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
-    ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize)
+    ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize, **parse_options(a.dataset_option))
     out = a.out or os.path.join("runs", f"{ds.name}-{a.algo}-seed{a.seed}")
     os.makedirs(out, exist_ok=True)
     if a.resume:
@@ -210,6 +237,7 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
         "label_map": {i: c for i, c in enumerate(ds.classes)},
         "classes": list(ds.classes),
         "input_kind": ds.input_kind,
+        "dataset_options": parse_options(a.dataset_option),
         "n_train": int(x_fit.shape[0]),
         "n_val": 0 if val is None else int(val[0].shape[0]),
         "n_test": int(ds.x_test.shape[0]),
@@ -239,6 +267,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "train":
             train_command(args)
+        elif args.command == "reproduce":
+            from .experiments.cli import main_reproduce
+
+            return main_reproduce(args)
         else:
             list_command()
     except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
