@@ -1,0 +1,144 @@
+"""Tests of the reproduction command (solsa_ext.experiments): tiny runs, < 90 s in all."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import pytest
+import torch
+
+from solsa_ext.experiments import cli as rcli
+from solsa_ext.experiments import memory, runner, tables
+from solsa_ext.experiments.report import write_memory_report
+
+
+# ---------------------------------------------------------------- pure helpers
+def test_run_id_is_stable_and_ignores_threads():
+    p = tables.QUICK
+    a = tables.final_spec(p, "BasicMotions", "solsa", 0, 1e-3, threads=1)
+    b = tables.final_spec(p, "BasicMotions", "solsa", 0, 1e-3, threads=4)
+    c = tables.final_spec(p, "BasicMotions", "solsa", 1, 1e-3)
+    assert runner.run_id(a) == runner.run_id(b)
+    assert runner.run_id(a) != runner.run_id(c)
+    assert runner.run_id(a).startswith("final-BasicMotions-solsa-seed0-")
+    full = tables.final_spec(tables.FULL, "BasicMotions", "solsa", 0, 1e-3)
+    assert runner.run_id(full) != runner.run_id(a)  # quick and full never share a file
+
+
+def test_stratified_split_disjoint_and_per_class():
+    y = torch.tensor([0] * 10 + [1] * 10 + [2] * 4)
+    tr, va = runner.stratified_split(y, 0.25, seed=0)
+    assert set(tr.tolist()).isdisjoint(va.tolist())
+    assert sorted(tr.tolist() + va.tolist()) == list(range(24))
+    assert [int((y[va] == c).sum()) for c in range(3)] == [2, 2, 1]  # round(2.5)=2, round(1.0)=1
+    tr2, va2 = runner.stratified_split(y, 0.25, seed=0)
+    assert torch.equal(va, va2)
+
+
+def test_select_lr_rule():
+    def run(lr, accs, losses):
+        return {"lr": lr, "history": [{"val_accuracy": a, "val_loss": l} for a, l in zip(accs, losses)]}
+
+    rs = [run(1e-3, [0.9, 0.5, 0.5], [1, 1, 1]), run(1e-2, [0.1, 0.7, 0.7], [1, 1, 1]),
+          run(3e-3, [0.1, 0.7, 0.7], [1, 0.5, 0.5])]
+    ch = runner.select_lr(rs, last=2)
+    assert ch["lr"] == 3e-3  # tie on accuracy (0.7), lower val loss wins
+    assert len(ch["candidates"]) == 3
+    rs = [run(1e-2, [0.6, 0.6], [1, 1]), run(1e-3, [0.6, 0.6], [1, 1])]
+    assert runner.select_lr(rs, last=2)["lr"] == 1e-3  # full tie: smaller rate
+
+
+def test_predict_bytes_bptt_grows_online_does_not():
+    net = tables.EMG_NET
+    sol = [memory.predict_bytes("solsa", net, 32, T) for T in (100, 4000)]
+    bp = [memory.predict_bytes("bptt", net, 32, T) for T in (100, 1000, 4000)]
+    assert sol[0] == sol[1]
+    assert bp[0] < bp[1] < bp[2]
+    assert bp[2] > 20 * 1024 ** 3  # BPTT at T=4000, B=32 does not fit 24 GiB: it must be skipped
+
+
+def test_measure_skips_over_budget_without_starting_a_child():
+    spec = {"algorithm": "bptt", "sizes": [8, 200, 200, 10], "batch": 32, "T": 4000}
+    r = memory.measure(spec, budget_bytes=1024 ** 3)
+    assert r["status"] == "skipped"
+    assert r["reason"].startswith("skipped: would need") and "GB" in r["reason"]
+    assert "peak_bytes" not in r
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    spec = tables.final_spec(tables.QUICK, "BasicMotions", "solsa", 0, 1e-3)
+
+    def boom(s):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(runner, "execute", boom)
+    with pytest.raises(RuntimeError):
+        runner.run_specs([spec], str(tmp_path))
+    assert not os.path.exists(runner.run_path(str(tmp_path), spec))
+    assert not [f for f in os.listdir(tmp_path / "runs")] if (tmp_path / "runs").exists() else True
+
+
+def test_parser_extension_point():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    rcli.add_reproduce_parser(sub)
+    a = p.parse_args(["reproduce", "--table", "accuracy", "memory", "--seeds", "0", "1", "--quick", "--out", "D"])
+    assert a.command == "reproduce" and a.table == ["accuracy", "memory"] and a.seeds == [0, 1] and a.quick
+    with pytest.raises(SystemExit):
+        p.parse_args(["reproduce", "--table", "nope", "--out", "D"])
+
+
+# ----------------------------------------------------------------- tiny runs
+def test_accuracy_table_runs_and_resumes(tmp_path, monkeypatch):
+    pytest.importorskip("aeon")
+    out = str(tmp_path / "acc")
+    kw = dict(quick=True, datasets=["BasicMotions"], seeds=[0], epochs=1, lr_grid=[1e-2],
+              algorithms=["solsa", "eprop"], progress=False, threads=1, log=lambda s: None)
+    data = rcli.reproduce("accuracy", out, **kw)
+    runs = sorted(os.listdir(os.path.join(out, "runs")))
+    assert len(runs) == 4  # 2 search + 2 final
+    assert not [r for r in runs if not r.endswith(".json") or r.startswith(".tmp")]
+    cell = data["summary"]["BasicMotions"]["solsa"]
+    assert cell["n"] == 1 and 0.0 <= cell["mean"] <= 1.0
+    md = open(os.path.join(out, "accuracy.md")).read()
+    assert "| BasicMotions | 1.000 |" in md and "SOLSA vs e-prop" in md
+    assert os.path.getsize(os.path.join(out, "accuracy.png")) > 1000
+    final = json.load(open(os.path.join(out, "runs", [r for r in runs if r.startswith("final-BasicMotions-solsa")][0])))
+    assert final["spec"]["lr"] == 1e-2 and "test_accuracy" in final and final["epochs"] == 1
+    search = json.load(open(os.path.join(out, "runs", [r for r in runs if r.startswith("search-")][0])))
+    assert "val_accuracy" in search["history"][-1] and "test_accuracy" not in search
+    assert search["n_fit"] + search["n_val"] == 40
+
+    # resume: nothing is run again, the report is rebuilt from the files
+    def no_run(spec):
+        raise AssertionError(f"run repeated: {spec}")
+
+    monkeypatch.setattr(runner, "execute", no_run)
+    again = rcli.reproduce("accuracy", out, **kw)
+    assert again["summary"]["BasicMotions"]["solsa"]["accuracies"] == cell["accuracies"]
+    # the ablation table reuses SOLSA's search and final runs (same specs, same files)
+    monkeypatch.undo()
+    rcli.reproduce("ablation", out, **{**kw, "algorithms": ["solsa"]})
+    assert sorted(os.listdir(os.path.join(out, "runs"))) == runs
+    assert os.path.exists(os.path.join(out, "ablation.md"))
+
+
+def test_memory_table_tiny(tmp_path):
+    out = str(tmp_path / "mem")
+    data = rcli.reproduce("memory", out, quick=True, memory_T=[10, 60], memory_datasets=[], algorithms=["solsa", "bptt"],
+                          memory_sizes=(4, 16, 3), memory_batch=2, memory_small_batch=None, progress=False,
+                          log=lambda s: None)
+    m = json.load(open(os.path.join(out, "memory.json")))
+    assert "solsa_growth" in m and "bptt_growth" in m
+    # a 4-16-3 net at B=2 allocates less than a page per step: the ratios may be None here
+    assert all(m[k] is None or m[k] > 0 for k in ("solsa_growth", "bptt_growth"))
+    for a in ("solsa", "bptt"):
+        for T in ("10", "60"):
+            r = m["sweep"][a][T]
+            assert r["status"] == "measured" and r["peak_bytes"] >= 0
+    assert os.path.getsize(os.path.join(out, "memory.png")) > 1000
+    md = open(os.path.join(out, "memory.md")).read()
+    assert "T=10" in md and "T=60" in md
+    assert len(os.listdir(os.path.join(out, "runs"))) == 4
+    assert data["T_values"] == [10, 60]

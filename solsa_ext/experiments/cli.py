@@ -1,0 +1,211 @@
+"""``python -m solsa_ext reproduce``: run the experiments of one table and write its report.
+
+    python -m solsa_ext reproduce --table accuracy [--datasets ...] [--seeds 0 1 2] [--quick] --out DIR
+
+writes ``DIR/runs/*.json`` (one per run, atomically, only when finished; a rerun skips
+what is there), ``DIR/<table>.md``, ``DIR/<table>.json`` and ``DIR/<table>.png``. See
+docs/RESULTS.md for the protocol and the results.
+
+Wiring (cli.py belongs to the trainer's CLI)::
+
+    from .experiments.cli import add_reproduce_parser, main_reproduce
+    add_reproduce_parser(sub)                     # in _parser(), after the "list" parser
+    ...
+    elif args.command == "reproduce": main_reproduce(args)
+
+It also runs on its own: ``python -m solsa_ext.experiments ...`` (same arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from . import tables
+from .tables import PRESETS, TABLES
+
+
+def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
+    r = subparsers.add_parser(
+        "reproduce", help="run the experiments of a results table (accuracy, ablation, memory)",
+        description="Run the experiments of one or more tables, resumable; writes one JSON per run, "
+                    "<table>.md, <table>.json and <table>.png into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_arguments(r)
+    return r
+
+
+def _add_arguments(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--table", nargs="+", required=True, choices=TABLES + ("all",), help="which table(s)")
+    r.add_argument("--out", required=True, help="output folder (runs/ inside; reruns resume)")
+    r.add_argument("--quick", action="store_true",
+                   help="reduced version for CI smoke tests: 2 datasets, 1 seed, 4 epochs, 2 learning rates; "
+                        "memory: T in {100, 400}, BasicMotions only")
+    r.add_argument("--datasets", nargs="+", default=None, help="datasets (default: the preset's)")
+    r.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds of the final runs (default: 0 1 2; quick: 0)")
+    r.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (search and final runs)")
+    r.add_argument("--lr-grid", nargs="+", type=float, default=None, help="learning rates searched on the validation split")
+    r.add_argument("--algorithms", nargs="+", default=None, help="restrict the table's algorithms")
+    r.add_argument("--jobs", type=int, default=1, help="training runs in parallel (worker processes)")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1 with --jobs > 1)")
+    r.add_argument("--T", dest="memory_T", nargs="+", type=int, default=None, help="memory table: sequence lengths")
+    r.add_argument("--memory-datasets", nargs="*", default=None, help="memory table: datasets at their own T")
+    r.add_argument("--memory-budget-gb", type=float, default=None,
+                   help="memory table: skip runs predicted above this (default: half of MemAvailable at each run)")
+    r.add_argument("--device", default="cpu", help="memory table: cpu or cuda")
+    r.add_argument("--malloc-default", action="store_true",
+                   help="memory table: measure with glibc's default (dynamic) mmap threshold instead of "
+                        "MALLOC_MMAP_THRESHOLD_=65536 (peaks then include freed blocks the heap kept)")
+    r.add_argument("--report-only", action="store_true", help="only rebuild the reports from the runs in --out")
+    r.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequence[str]] = None,
+              seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+              lr_grid: Optional[Sequence[float]] = None, algorithms: Optional[Sequence[str]] = None,
+              jobs: int = 1, threads: Optional[int] = None, memory_T: Optional[Sequence[int]] = None,
+              memory_datasets: Optional[Sequence[str]] = None, memory_budget_gb: Optional[float] = None,
+              device: str = "cpu", progress: bool = True, report_only: bool = False,
+              command: Optional[str] = None, log: Callable[[str], None] = _log,
+              memory_sizes: Sequence[int] = tables.EMG_NET, memory_batch: int = tables.MEMORY_BATCH,
+              memory_small_batch: Optional[int] = -1, malloc_default: bool = False) -> dict[str, Any]:
+    """Run (or resume) one table and write its report; returns the report's data."""
+    from .runner import machine_info
+
+    preset = PRESETS["quick" if quick else "full"]
+    if epochs is not None:
+        preset = dataclasses.replace(preset, epochs={"*": int(epochs)})
+    if lr_grid:
+        preset = dataclasses.replace(preset, lr_grid=tuple(float(x) for x in lr_grid))
+    if datasets:
+        from ..datasets.registry import get_spec
+
+        datasets = tuple(get_spec(d).name for d in datasets)
+    os.makedirs(out, exist_ok=True)
+    if threads is None and jobs > 1:
+        threads = 1
+    meta: dict[str, Any] = {"preset": preset.name, "command": command or "", "machine": machine_info(),
+                            "jobs": jobs, "threads": threads, "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    t0 = time.perf_counter()
+    if table == "memory":
+        return _memory(preset, out, meta, t0, datasets=memory_datasets if memory_datasets is not None else datasets,
+                       memory_T=memory_T, algorithms=algorithms, budget_gb=memory_budget_gb, device=device,
+                       progress=progress, report_only=report_only, log=log, sizes=memory_sizes, batch=memory_batch,
+                       small_batch=memory_small_batch, threads=threads, malloc_default=malloc_default)
+    return _accuracy(table, preset, out, meta, t0, datasets=datasets, seeds=seeds, algorithms=algorithms,
+                     jobs=jobs, threads=threads, progress=progress, report_only=report_only, log=log)
+
+
+def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, seeds, algorithms, jobs, threads,
+              progress: bool, report_only: bool, log) -> dict[str, Any]:
+    from .report import write_accuracy_report
+    from .runner import Progress, load_result, run_specs, select_lr
+
+    algos = tuple(algorithms) if algorithms else tables.algorithms_for(table)
+    datasets = tuple(datasets or preset.datasets)
+    seeds = tuple(seeds if seeds is not None else preset.seeds)
+    search_algos = list(dict.fromkeys(tables.search_algorithm(table, a) for a in algos))
+    phase1 = [tables.search_spec(preset, d, sa, lr, threads) for d in datasets for sa in search_algos
+              for lr in preset.lr_grid]
+    n_final = len(datasets) * len(algos) * len(seeds)
+    bar = Progress(len(phase1) + n_final, f"{table} ({preset.name})", enabled=progress and not report_only)
+    try:
+        if report_only:
+            search = [load_result(out, s) for s in phase1]
+        else:
+            search = run_specs(phase1, out, jobs=jobs, progress=bar, log=log)
+        choices: dict[str, dict[str, Any]] = {}
+        for d in datasets:
+            for sa in search_algos:
+                rs = [r for r, s in zip(search, phase1) if r is not None and s["dataset"] == d and s["algorithm"] == sa]
+                if len(rs) == len(preset.lr_grid):
+                    choices[f"{d}/{sa}"] = select_lr(rs, preset.select_last)
+        phase2 = []
+        for d in datasets:
+            for a in algos:
+                key = f"{d}/{tables.search_algorithm(table, a)}"
+                if key not in choices:
+                    continue
+                for s in seeds:
+                    phase2.append(tables.final_spec(preset, d, a, s, choices[key]["lr"], threads, chosen_by=key))
+        if report_only:
+            finals = [r for r in (load_result(out, s) for s in phase2) if r is not None]
+        else:
+            finals = run_specs(phase2, out, jobs=jobs, progress=bar, log=log)
+    finally:
+        bar.close()
+    meta["wall_time_s"] = time.perf_counter() - t0
+    meta["search_time_s"] = sum(r["wall_time_s"] for r in search if r is not None)
+    meta.update(datasets=list(datasets), seeds=list(seeds), algorithms=list(algos), lr_grid=list(preset.lr_grid),
+                epochs={d: preset.epochs_for(d) for d in datasets}, val_fraction=preset.val_fraction,
+                batch_size=preset.batch_size, select_last=preset.select_last)
+    data = write_accuracy_report(table, out, algos, datasets, finals, choices, meta)
+    log(f"wrote {os.path.join(out, table + '.md')}")
+    return data
+
+
+def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorithms, budget_gb, device,
+            progress: bool, report_only: bool, log, sizes, batch, small_batch, threads,
+            malloc_default: bool = False) -> dict[str, Any]:
+    from .memory import GB
+    from .report import write_memory_report
+    from .runner import Progress, load_result, run_specs
+
+    specs = tables.memory_specs(preset, T_values=memory_T, datasets=datasets, algos=algorithms, sizes=sizes,
+                                batch=batch, small_batch=small_batch, device=device, threads=threads or 1,
+                                malloc_mmap_threshold=None if malloc_default else 65536)
+    budget = int(budget_gb * GB) if budget_gb else None
+    for s in specs:
+        s["budget_bytes"] = budget
+    bar = Progress(len(specs), f"memory ({preset.name})", enabled=progress and not report_only)
+    try:
+        if report_only:
+            results = [r for r in (load_result(out, s) for s in specs) if r is not None]
+        else:
+            results = run_specs(specs, out, jobs=1, progress=bar, log=log)
+    finally:
+        bar.close()
+    meta["wall_time_s"] = time.perf_counter() - t0
+    meta["measure_note"] = (
+        "on CPU, the peak resident memory (VmHWM) of a dedicated child process per run minus its resident memory "
+        "after imports, data creation, model building and a library warm-up (high-water mark reset through "
+        "/proc/self/clear_refs); on CUDA, torch.cuda.max_memory_allocated minus the allocation at that point. "
+        "Children run with MALLOC_MMAP_THRESHOLD_=65536 unless --malloc-default (glibc's dynamic threshold "
+        "made the same BPTT run peak anywhere between 0.6 and 1.3 GB). One training batch: one full sequence of T steps with learning and the optimizer steps at the algorithm's "
+        "update points. Runs whose predicted memory exceeds the budget are skipped with the prediction recorded.")
+    data = write_memory_report(out, results, meta)
+    log(f"wrote {os.path.join(out, 'memory.md')}; solsa_growth={data['solsa_growth']}, bptt_growth={data['bptt_growth']}")
+    return data
+
+
+def main_reproduce(args: argparse.Namespace) -> int:
+    which = list(TABLES) if "all" in args.table else list(dict.fromkeys(args.table))
+    argv = list(sys.argv[1:])
+    if "reproduce" in argv:
+        argv = argv[argv.index("reproduce") + 1:]
+    command = "python -m solsa_ext reproduce " + " ".join(argv)
+    for t in which:
+        reproduce(t, args.out, quick=args.quick, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs,
+                  lr_grid=args.lr_grid, algorithms=args.algorithms, jobs=args.jobs, threads=args.threads,
+                  memory_T=args.memory_T, memory_datasets=args.memory_datasets,
+                  memory_budget_gb=args.memory_budget_gb, device=args.device, progress=not args.no_progress,
+                  report_only=args.report_only, command=command, malloc_default=args.malloc_default)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m solsa_ext.experiments", description=add_reproduce_parser.__doc__)
+    _add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return main_reproduce(args)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
