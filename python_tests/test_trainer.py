@@ -311,6 +311,7 @@ def test_import_without_compiled_extension():
                        env={**os.environ, "PYTHONPATH": root})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "reference"
+    assert "RuntimeWarning" in r.stderr and "could not be imported" in r.stderr, "the fallback must be announced"
 
 
 def test_stratified_split():

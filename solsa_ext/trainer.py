@@ -151,7 +151,18 @@ class Trainer:
         if not self.algorithm.online:
             return "autograd"
         if b == "auto":
-            return "fused" if fused_available() else "reference"
+            if fused_available():
+                return "fused"
+            import warnings
+
+            warnings.warn(
+                "solsa_ext: the compiled kernels (solsa_ext._C) could not be imported, so training uses the "
+                "much slower eager reference backend. Build them with `pip install -e .` (or `pip install .` "
+                "and run outside the source checkout, whose solsa_ext/ folder shadows the installed package).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return "reference"
         if b == "fused" and not fused_available():
             raise RuntimeError("backend 'fused' needs the compiled extension (pip install -e .); use backend='reference'")
         return b
