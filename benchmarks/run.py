@@ -152,6 +152,24 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
                 if t in pts:
                     update()
 
+    ends = sorted(p + 1 for p in pts if p < steps)
+    if not ends or ends[-1] != steps:
+        ends.append(steps)
+
+    def run_segments() -> None:
+        # the Trainer's path: the steps between two update points as one time-blocked segment
+        with ops.input_checks(False):
+            eng.reset(B)
+            t0 = 0
+            for t1 in ends:
+                eng.run_segment(x[:, :, t0:t1], lambda o: o - target)
+                if t1 - 1 in pts:
+                    update()
+                t0 = t1
+
+    if backend == "fused":
+        return Runner(name, run_segments, steps, f"OnlineEngine.run_segment (fused), RULES[{ALGO[name]!r}], Adam at "
+                      f"K={len(pts)} evenly spaced points (a segment per update interval)", {"rule": ALGO[name]})
     return Runner(name, run_online, steps, f"OnlineEngine({backend!r}), RULES[{ALGO[name]!r}], Adam at K={len(pts)} "
                   "evenly spaced points", {"rule": ALGO[name]})
 

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "common/dtype.h"
+#include "forward_segment/forward_segment_params.h"
+#include "learn_segment/learn_segment_params.h"
 #include "learn/learn_params.h"
 #include "spatial_error/spatial_error_params.h"
 #include "step/step_params.h"
@@ -134,10 +136,71 @@ PYBIND11_MODULE(_C, m) {
     ptr_prop(c, "out", &SpatialErrorParams::out);
   }
 
+  {
+    py::class_<ForwardSegmentParams> c(m, "ForwardSegmentParams");
+    c.def(py::init<>());
+    c.def_readwrite("seg", &ForwardSegmentParams::seg)
+        .def_readwrite("batch", &ForwardSegmentParams::batch)
+        .def_readwrite("n_out", &ForwardSegmentParams::n_out)
+        .def_readwrite("n_in", &ForwardSegmentParams::n_in)
+        .def_readwrite("x_stride_t", &ForwardSegmentParams::x_stride_t)
+        .def_readwrite("x_stride_b", &ForwardSegmentParams::x_stride_b)
+        .def_readwrite("x_stride_j", &ForwardSegmentParams::x_stride_j)
+        .def_readwrite("lam", &ForwardSegmentParams::lam)
+        .def_readwrite("vth", &ForwardSegmentParams::vth)
+        .def_readwrite("sigma", &ForwardSegmentParams::sigma)
+        .def_readwrite("filter", &ForwardSegmentParams::filter);
+    dtype_prop(c);
+    ptr_prop(c, "x", &ForwardSegmentParams::x);
+    ptr_prop(c, "w", &ForwardSegmentParams::w);
+    ptr_prop(c, "decay", &ForwardSegmentParams::decay);
+    ptr_prop(c, "gain", &ForwardSegmentParams::gain);
+    ptr_prop(c, "F", &ForwardSegmentParams::F);
+    ptr_prop(c, "V", &ForwardSegmentParams::V);
+    ptr_prop(c, "O", &ForwardSegmentParams::O);
+    ptr_prop(c, "sg", &ForwardSegmentParams::sg);
+    ptr_prop(c, "O_seq", &ForwardSegmentParams::O_seq);
+    ptr_prop(c, "sg_seq", &ForwardSegmentParams::sg_seq);
+  }
+  {
+    py::class_<LearnSegmentParams> c(m, "LearnSegmentParams");
+    c.def(py::init<>());
+    c.def_readwrite("seg", &LearnSegmentParams::seg)
+        .def_readwrite("batch", &LearnSegmentParams::batch)
+        .def_readwrite("n_out", &LearnSegmentParams::n_out)
+        .def_readwrite("n_in", &LearnSegmentParams::n_in)
+        .def_readwrite("x_stride_t", &LearnSegmentParams::x_stride_t)
+        .def_readwrite("x_stride_b", &LearnSegmentParams::x_stride_b)
+        .def_readwrite("x_stride_j", &LearnSegmentParams::x_stride_j)
+        .def_readwrite("lam", &LearnSegmentParams::lam)
+        .def_readwrite("vth", &LearnSegmentParams::vth)
+        .def_readwrite("filter", &LearnSegmentParams::filter)
+        .def_readwrite("reset_in_trace", &LearnSegmentParams::reset_in_trace);
+    dtype_prop(c);
+    ptr_prop(c, "x", &LearnSegmentParams::x);
+    ptr_prop(c, "w", &LearnSegmentParams::w);
+    ptr_prop(c, "decay", &LearnSegmentParams::decay);
+    ptr_prop(c, "gain", &LearnSegmentParams::gain);
+    ptr_prop(c, "F", &LearnSegmentParams::F);
+    ptr_prop(c, "e", &LearnSegmentParams::e);
+    ptr_prop(c, "sg0", &LearnSegmentParams::sg0);
+    ptr_prop(c, "sg_seq", &LearnSegmentParams::sg_seq);
+    ptr_prop(c, "mu_seq", &LearnSegmentParams::mu_seq);
+    ptr_prop(c, "coef", &LearnSegmentParams::coef);
+    ptr_prop(c, "gw", &LearnSegmentParams::gw);
+    ptr_prop(c, "gdecay", &LearnSegmentParams::gdecay);
+    ptr_prop(c, "ggain", &LearnSegmentParams::ggain);
+  }
+  m.attr("MAX_SEGMENT") = py::int_(kMaxSeg);
+
   using rel = py::call_guard<py::gil_scoped_release>;
   m.def("step_cpu", &solsa::step_cpu, py::arg("p"), py::arg("num_threads"), rel());
   m.def("learn_cpu", &solsa::learn_cpu, py::arg("p"), py::arg("num_threads"), rel());
   m.def("spatial_error_cpu", &solsa::spatial_error_cpu, py::arg("p"), py::arg("num_threads"),
+        rel());
+  m.def("forward_segment_cpu", &solsa::forward_segment_cpu, py::arg("p"), py::arg("num_threads"),
+        rel());
+  m.def("learn_segment_cpu", &solsa::learn_segment_cpu, py::arg("p"), py::arg("num_threads"),
         rel());
 
 #ifdef SOLSA_WITH_CUDA
@@ -151,6 +214,14 @@ PYBIND11_MODULE(_C, m) {
       "spatial_error_cuda",
       [](const SpatialErrorParams& p, uintptr_t s) { solsa::spatial_error_cuda(p, as_stream(s)); },
       py::arg("p"), py::arg("stream"), rel());
+  m.def(
+      "forward_segment_cuda",
+      [](const ForwardSegmentParams& p, uintptr_t s) { solsa::forward_segment_cuda(p, as_stream(s)); },
+      py::arg("p"), py::arg("stream"), rel());
+  m.def(
+      "learn_segment_cuda",
+      [](const LearnSegmentParams& p, uintptr_t s) { solsa::learn_segment_cuda(p, as_stream(s)); },
+      py::arg("p"), py::arg("stream"), rel());
   m.def("has_cuda", []() { return true; });
   m.def("cuda_device_count", []() { return solsa::cuda_device_count(); }, rel());
 #else
@@ -159,6 +230,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("learn_cuda", [](const LearnParams&, uintptr_t) { no_cuda(); }, py::arg("p"),
         py::arg("stream"));
   m.def("spatial_error_cuda", [](const SpatialErrorParams&, uintptr_t) { no_cuda(); },
+        py::arg("p"), py::arg("stream"));
+  m.def("forward_segment_cuda", [](const ForwardSegmentParams&, uintptr_t) { no_cuda(); },
+        py::arg("p"), py::arg("stream"));
+  m.def("learn_segment_cuda", [](const LearnSegmentParams&, uintptr_t) { no_cuda(); },
         py::arg("p"), py::arg("stream"));
   m.def("has_cuda", []() { return false; });
   m.def("cuda_device_count", []() { return 0; });

@@ -9,11 +9,16 @@ Backends: ``"fused"`` calls the torch.ops.solsa kernels (CPU/OpenMP or CUDA);
 ``"reference"`` calls the eager functions of :mod:`solsa_ext.reference`. Both give the
 same numbers (to round-off); tests check it.
 
+:meth:`OnlineEngine.run_segment` runs S steps at once (the steps between two update
+points): for the fused backend with the time-blocked ops ``torch.ops.solsa.forward_segment``
+and ``torch.ops.solsa.learn_segment``, which keep each row's synapse state in cache for
+all S steps; the states and gradients equal those of S forward/backward calls.
+
 Shape legend: B batch, C input size, N[l] layer sizes; x_t (B, C); dEdO (B, N[L-1]).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -22,6 +27,9 @@ from .reference import LayerGrads, LayerParams, LayerState, layer_step_ref, lear
 from .rule import RuleFlags
 
 BACKENDS = ("fused", "reference")
+
+#: steps per chunk of :meth:`OnlineEngine.run_segment` (the CUDA segment kernel's limit)
+SEGMENT_CHUNK = 64
 
 
 class _FusedLayer:
@@ -173,6 +181,119 @@ class OnlineEngine:
                 learn_ref(mu, q, self._ref[l], g, coef, r)
                 if l > 0:
                     mu = spatial_error_ref(mu, q, self._ref[l - 1].sg, r)
+
+    @torch.no_grad()
+    def run_segment(
+        self,
+        x_seg: torch.Tensor,
+        dEdO_fn: Callable[[torch.Tensor], torch.Tensor],
+        mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Run S steps (forward and gradient accumulation) on ``x_seg`` (B, C, S); return the
+        top spikes of every step, (S, B, N_top).
+
+        Equivalent to ``for s in range(S): O = forward(x_seg[:, :, s]); backward(dEdO(O), mask[s])``:
+        the states (F, e, V, O, sg), the spikes and the step counter come out the same (the
+        fused backend: bitwise for the states and spikes, the gradients to round-off, since
+        they are summed in another order). The segment is processed in chunks of at most
+        ``SEGMENT_CHUNK`` (64) steps. ``dEdO_fn`` is called once per chunk with the chunk's
+        top spikes ``O`` (S_c, B, N_top) and must return dE[t]/dO_top[t] for each of its steps,
+        (S_c, B, N_top); it must use ``O[s]`` only for the derivative of step s (true of the
+        per-step losses). While it runs, :attr:`t` is the index of the step after the chunk,
+        so the chunk holds steps ``t - S_c .. t - 1``. ``mask`` (S, B) multiplies each
+        sample's error at each step (like ``sample_mask`` of :meth:`backward`).
+
+        Fused backend: ``F_prev`` (kept only for :meth:`backward`) is not maintained by this
+        method; call :meth:`forward` before the next :meth:`backward`, as usual.
+        """
+        if self._batch == 0:
+            raise RuntimeError("OnlineEngine.run_segment: call reset(batch_size) first")
+        C = self.params[0].n_in
+        if x_seg.dim() != 3 or x_seg.shape[0] != self._batch or x_seg.shape[1] != C:
+            raise ValueError(
+                f"OnlineEngine.run_segment: x_seg must have shape ({self._batch}, {C}, S), got {tuple(x_seg.shape)}"
+            )
+        S = x_seg.shape[2]
+        if mask is not None and tuple(mask.shape) != (S, self._batch):
+            raise ValueError(
+                f"OnlineEngine.run_segment: mask must have shape ({S}, {self._batch}), got {tuple(mask.shape)}"
+            )
+        top = self.params[-1].n_out
+        if S == 0:
+            return x_seg.new_zeros(0, self._batch, top)
+        outs = []
+        for s0 in range(0, S, SEGMENT_CHUNK):
+            s1 = min(S, s0 + SEGMENT_CHUNK)
+            xc = x_seg[:, :, s0:s1].permute(2, 0, 1)  # (S_c, B, C) view
+            mc = None if mask is None else mask[s0:s1]
+            if self.backend == "fused":
+                outs.append(self._segment_fused(xc, dEdO_fn, mc))
+            else:
+                outs.append(self._segment_ref(xc, dEdO_fn, mc))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+
+    def _top_error(self, dEdO_fn, O_seq: torch.Tensor, sg_seq: torch.Tensor, mask) -> torch.Tensor:
+        d = dEdO_fn(O_seq)
+        if tuple(d.shape) != tuple(O_seq.shape):
+            raise ValueError(
+                f"OnlineEngine.run_segment: dEdO_fn must return shape {tuple(O_seq.shape)}, got {tuple(d.shape)}"
+            )
+        mu = d.to(sg_seq.dtype) * sg_seq
+        if mask is not None:
+            mu = mu * mask.to(mu.dtype)[:, :, None]
+        return mu.contiguous()
+
+    def _segment_fused(self, xc: torch.Tensor, dEdO_fn, mask) -> torch.Tensor:
+        n, r = self.neuron, self.rule
+        Sc, B = xc.shape[0], xc.shape[1]
+        inps, sg0s, sgseqs = [], [], []
+        inp = xc
+        for p, s in zip(self.params, self._fused):
+            sg0s.append(s.sg.clone())
+            O_seq = s.sg.new_empty(Sc, B, p.n_out)
+            sg_seq = s.sg.new_empty(Sc, B, p.n_out)
+            torch.ops.solsa.forward_segment(
+                inp, p.w.detach(), self._d(p.decay) if r.filter else None, self._d(p.gain) if r.filter else None,
+                s.F, s.V, s.O, s.sg, O_seq, sg_seq, n.lam, n.vth, n.sigma,
+            )
+            inps.append(inp)
+            sgseqs.append(sg_seq)
+            inp = O_seq
+        t0 = self._t
+        self._t = t0 + Sc
+        O_top = inp
+        mu = self._top_error(dEdO_fn, O_top, sgseqs[-1], mask)
+        coef = [decay_gain_coef(t0 + k, r.gamma) for k in range(Sc)]
+        for l in range(len(self.params) - 1, -1, -1):
+            p, g, s = self.params[l], self._grads[l], self._fused[l]
+            torch.ops.solsa.learn_segment(
+                inps[l], p.w.detach(), self._d(p.decay) if r.filter else None, self._d(p.gain) if r.filter else None,
+                s.F, s.e, sg0s[l], sgseqs[l], mu, g.w, g.decay, g.gain, coef, n.lam, n.vth, r.reset_in_trace,
+            )
+            s.x = inps[l][-1]
+            if l > 0:
+                # all steps of the chunk at once: one (Sc*B, n_l) @ (n_l, n_{l-1}) matmul
+                wg = p.w.detach() * p.gain.detach() if r.filter else p.w.detach()
+                mu = torch.matmul(mu, wg).mul_(sgseqs[l - 1])
+        return O_top
+
+    def _segment_ref(self, xc: torch.Tensor, dEdO_fn, mask) -> torch.Tensor:
+        # The eager reference keeps no per-step history, so run the chunk's forward once to
+        # get its spikes for dEdO_fn, rewind (the reference states are immutable objects),
+        # then run forward/backward step by step.
+        saved, t0 = list(self._ref), self._t
+        Sc = xc.shape[0]
+        O_top = torch.stack([self.forward(xc[k]).clone() for k in range(Sc)])
+        d = dEdO_fn(O_top)
+        if tuple(d.shape) != tuple(O_top.shape):
+            raise ValueError(
+                f"OnlineEngine.run_segment: dEdO_fn must return shape {tuple(O_top.shape)}, got {tuple(d.shape)}"
+            )
+        self._ref, self._t = saved, t0
+        for k in range(Sc):
+            self.forward(xc[k])
+            self.backward(d[k], None if mask is None else mask[k])
+        return O_top
 
     def grads(self) -> list[LayerGrads]:
         """Gradients accumulated since :meth:`zero_grads` (one :class:`LayerGrads` a layer)."""

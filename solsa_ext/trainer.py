@@ -34,6 +34,7 @@ from .config import (
     config_to_dict,
 )
 from .early_stop import EarlyStop
+from .engine import SEGMENT_CHUNK
 from .losses import first_spike, prediction_scores, predict_from_scores, sequence_loss, step_loss_and_grad
 from .neuron import NeuronConfig
 from .reference import LayerGrads, LayerParams
@@ -207,7 +208,7 @@ class Trainer:
         self.optimizer = self.optim_config.build(trainable)
         self._engine = None
         if self.algorithm.online:
-            from .engine import OnlineEngine
+            from .engine import SEGMENT_CHUNK, OnlineEngine
 
             self._engine = OnlineEngine(self.params, self.neuron, self.algorithm.rule, backend=self.backend)
 
@@ -354,6 +355,8 @@ class Trainer:
 
     def _run_online(self, b: Batch, learn: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """One batch through the engine; returns per-sample loss sum (B,), counts (B, N), first spikes (B, N), stopped fraction."""
+        if learn and self.backend == "fused":
+            return self._run_online_segments(b)
         x = b.x.to(self.device)
         y = b.y.to(self.device)
         ln = b.lengths.to(self.device)
@@ -382,6 +385,63 @@ class Trainer:
                 if t in points:
                     self._apply_update(t, B)
                     es.update(counts, y, vm)
+        stopped = float(es.stopped.to(torch.float64).mean()) if es.enabled else 0.0
+        return loss_sum, counts, first, stopped
+
+    def _run_online_segments(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Training pass of one batch with the time-blocked segment ops (same results as the step loop).
+
+        The steps between two update points run as one :meth:`OnlineEngine.run_segment` call:
+        each layer's forward over the segment, then its learning pass, with every per-synapse
+        row kept in cache across the segment's steps. The loss derivative is evaluated for
+        the whole chunk of steps at once; it depends on each step's own spikes (and the
+        running count) only, exactly as in the step loop.
+        """
+        x = b.x.to(self.device)
+        y = b.y.to(self.device)
+        ln = b.lengths.to(self.device)
+        B = x.shape[0]
+        Tv = int(b.lengths.max())
+        eng = self._engine
+        eng.reset(B)
+        eng.zero_grads()
+        N = self.n_classes
+        counts = x.new_zeros(B, N)
+        first = torch.full((B, N), Tv, dtype=torch.int64, device=self.device)
+        loss_sum = x.new_zeros(B)
+        points = sorted(set(p for p in schedule_for(self.algorithm, Tv) if p < Tv))
+        es = EarlyStop(B, max(len(points), 1), self.algorithm.early_stop_threshold,
+                       enabled=self.algorithm.uses_early_stop, device=self.device, dtype=x.dtype)
+        ends = [p + 1 for p in points]
+        if not ends or ends[-1] != Tv:
+            ends.append(Tv)
+        t0 = 0
+        for t1 in ends:
+            # blocks of at most SEGMENT_CHUNK steps: every buffer here is bounded, whatever T is
+            for c0 in range(t0, t1, SEGMENT_CHUNK):
+                c1 = min(t1, c0 + SEGMENT_CHUNK)
+                valid = ln[None, :] > torch.arange(c0, c1, device=self.device)[:, None]   # (S, B)
+                validf = valid.to(x.dtype)
+
+                def dEdO_fn(O_seq: torch.Tensor) -> torch.Tensor:
+                    nonlocal counts, first, loss_sum
+                    out = torch.empty_like(O_seq)
+                    for s in range(O_seq.shape[0]):
+                        t = c0 + s
+                        O, vm, vf = O_seq[s], valid[s], validf[s]
+                        counts += O * vf[:, None]
+                        first = torch.where((O > 0) & vm[:, None] & (first == Tv), torch.full_like(first, t), first)
+                        l_t, out[s] = step_loss_and_grad(self.loss, t, O, counts, y)
+                        loss_sum += l_t * vf
+                    return out
+
+                # time-major copy of the block: each step's (B, C) slice contiguous for the kernels
+                xb = x[:, :, c0:c1].permute(2, 0, 1).contiguous().permute(1, 2, 0)
+                eng.run_segment(xb, dEdO_fn, validf * es.mask[None, :])
+            if t1 - 1 in points:
+                self._apply_update(t1 - 1, B)
+                es.update(counts, y, ln > t1 - 1)
+            t0 = t1
         stopped = float(es.stopped.to(torch.float64).mean()) if es.enabled else 0.0
         return loss_sum, counts, first, stopped
 

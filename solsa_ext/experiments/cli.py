@@ -94,6 +94,8 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
     meta: dict[str, Any] = {"preset": preset.name, "command": command or "", "machine": machine_info(),
                             "jobs": jobs, "threads": threads, "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.perf_counter()
+    if report_only:
+        meta["report_rebuilt_by"] = meta["command"]
     if table == "memory":
         return _memory(preset, out, meta, t0, datasets=memory_datasets if memory_datasets is not None else datasets,
                        memory_T=memory_T, algorithms=algorithms, budget_gb=memory_budget_gb, device=device,
@@ -143,6 +145,8 @@ def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, see
         bar.close()
     meta["wall_time_s"] = time.perf_counter() - t0
     meta["search_time_s"] = sum(r["wall_time_s"] for r in search if r is not None)
+    if report_only:
+        _keep_invocation(out, table, meta)
     meta.update(datasets=list(datasets), seeds=list(seeds), algorithms=list(algos), lr_grid=list(preset.lr_grid),
                 epochs={d: preset.epochs_for(d) for d in datasets}, val_fraction=preset.val_fraction,
                 batch_size=preset.batch_size, select_last=preset.select_last)
@@ -173,6 +177,8 @@ def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorit
     finally:
         bar.close()
     meta["wall_time_s"] = time.perf_counter() - t0
+    if report_only:
+        _keep_invocation(out, "memory", meta)
     meta["measure_note"] = (
         "on CPU, the peak resident memory (VmHWM) of a dedicated child process per run minus its resident memory "
         "after imports, data creation, model building and a library warm-up (high-water mark reset through "
@@ -183,6 +189,20 @@ def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorit
     data = write_memory_report(out, results, meta)
     log(f"wrote {os.path.join(out, 'memory.md')}; solsa_growth={data['solsa_growth']}, bptt_growth={data['bptt_growth']}")
     return data
+
+
+def _keep_invocation(out: str, table: str, meta: dict[str, Any]) -> None:
+    """--report-only: keep the command and wall time of the invocation that ran the runs."""
+    import json
+
+    try:
+        with open(os.path.join(out, f"{table}.json")) as f:
+            prev = json.load(f).get("meta", {})
+    except (OSError, ValueError):
+        return
+    for k in ("command", "wall_time_s", "started_at"):  # a rebuilt report carried them over already
+        if k in prev:
+            meta[k] = prev[k]
 
 
 def main_reproduce(args: argparse.Namespace) -> int:

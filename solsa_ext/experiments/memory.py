@@ -229,8 +229,8 @@ def measure(spec: dict[str, Any], budget_bytes: Optional[int] = None, timeout_s:
     pred = predict_bytes(spec["algorithm"], spec["sizes"], int(spec["batch"]), int(spec["T"]))
     out: dict[str, Any] = {"predicted_bytes": pred, "budget_bytes": budget}
     if pred > budget:
-        out.update(status="skipped", reason=f"skipped: would need {pred / GB:.1f} GB (predicted), "
-                                            f"budget {budget / GB:.1f} GB")
+        out.update(status="skipped", reason=f"skipped: would need {pred / GB:.1f} GiB (predicted), "
+                                            f"budget {budget / GB:.1f} GiB")
         return out
     hard = int(1.5 * budget)
     env = dict(os.environ)
@@ -270,7 +270,7 @@ def _watch(proc: subprocess.Popen, out: dict[str, Any], hard: int, timeout_s: fl
         rss = (_status_kb("VmRSS", str(proc.pid)) or 0) * 1024
         max_rss = max(max_rss, rss)
         if rss > hard:
-            killed = f"killed: resident memory {rss / GB:.1f} GB passed the hard limit {hard / GB:.1f} GB"
+            killed = f"killed: resident memory {rss / GB:.1f} GiB passed the hard limit {hard / GB:.1f} GiB"
         elif time.perf_counter() - t0 > timeout_s:
             killed = f"killed: ran longer than {timeout_s:.0f} s"
         if killed:

@@ -1,8 +1,6 @@
 """Markdown tables, summary JSON and PNG plots of the reproduction (from the run JSONs)."""
 from __future__ import annotations
 
-import json
-import math
 import os
 import statistics
 from typing import Any, Optional, Sequence
@@ -164,7 +162,9 @@ def _cell(r: Optional[dict[str, Any]]) -> str:
     if r is None:
         return "—"
     if r.get("status") == "measured":
-        return f"{r['peak_bytes'] / MB:.1f} MB"
+        return f"{r['peak_bytes'] / MB:.1f} MiB"
+    if r.get("status") == "skipped" and r.get("predicted_bytes") and r.get("budget_bytes"):
+        return f"skipped: would need {r['predicted_bytes'] / GB:.1f} GiB (predicted), budget {r['budget_bytes'] / GB:.1f} GiB"
     return str(r.get("reason", r.get("status")))
 
 
@@ -243,7 +243,9 @@ def write_memory_report(out: str, results: Sequence[dict[str, Any]], meta: dict[
                       [[d, "-".join(map(str, next(iter(v.values()))["sizes"])), next(iter(v.values()))["T"]]
                        + [_cell(v.get(a)) for a in al] for d, v in dsets.items()]), ""]
     lines += [f"Command: `{meta.get('command', '')}`", "", f"Machine: {meta.get('machine', {})}", "",
-              f"Wall time: {_fmt_time(meta.get('wall_time_s', 0.0))}."]
+              f"Wall time of the invocation: {_fmt_time(meta.get('wall_time_s', 0.0))}; summed wall time of the "
+              f"{len(results)} runs (child start, warm-up and training): "
+              f"{_fmt_time(sum(r.get('wall_time_s', 0.0) for r in results))}."]
     _write_text(os.path.join(out, "memory.md"), "\n".join(lines) + "\n")
     _plot_memory(os.path.join(out, "memory.png"), sweep, small, small_b, batch, net)
     return data

@@ -10,16 +10,16 @@ resume would take for a result.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 #: not part of a run's identity: threads (speed only) and the memory budget (a skipped
 #: run is retried when the budget grows, see :func:`is_done`).
@@ -141,7 +141,9 @@ def stratified_split(y, fraction: float, seed: int):
     return torch.sort(torch.cat(tr_idx)).values, torch.sort(torch.cat(va_idx)).values
 
 
+@functools.lru_cache(maxsize=4)
 def _load(dataset: str, normalize: bool):
+    """Datasets are read once per process (runs only slice them, never write into them)."""
     from ..datasets import load_dataset
 
     return load_dataset(dataset, normalize=normalize)
@@ -151,7 +153,7 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Execute a ``search`` or ``final`` run (see :mod:`.tables` for the protocol)."""
     import torch
 
-    from ..config import AlgorithmConfig, OptimizerConfig, TrainConfig, config_to_dict  # noqa: F401
+    from ..config import AlgorithmConfig, OptimizerConfig, TrainConfig
     from ..trainer import Trainer
 
     if spec.get("threads"):

@@ -27,7 +27,7 @@ Everything else is the package default (``solsa_ext.config``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 #: The four datasets shipped in PyPI wheels (docs/DATASETS.md), in the paper's order.

@@ -5,6 +5,8 @@ Importing this package registers ``torch.ops.solsa.step``, ``torch.ops.solsa.lea
 torch.compile). docs/OPS.md documents each schema, its shapes and what it mutates.
 """
 from ._lib import input_checks, input_checks_enabled
+from .forward_segment import forward_segment
+from .learn_segment import learn_segment
 from .learn import learn
 from .spatial_error import spatial_error
 from .step import step

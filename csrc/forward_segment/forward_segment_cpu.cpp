@@ -1,0 +1,86 @@
+// CPU (OpenMP) kernel of torch.ops.solsa.forward_segment; semantics in
+// forward_segment_params.h.
+//
+// Work: one task per (b, i) row (static schedule). A row is swept in groups of a few j's
+// whose decay, gain, w and F stay in registers while the group runs all S steps; each
+// step's contribution goes to a thread-private (S, kLanes) array of partial sums
+// (L1-resident). The j reduction of each step is the step op's: lane j % kLanes, every
+// lane summing its j's in increasing order, then the fixed pairwise tree; so V, O, sg
+// are bitwise those of S step calls and independent of the thread count. F is only read.
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "../common/macros.h"
+#include "../common/neuron.h"
+#include "forward_segment_params.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define SOLSA_SEG_AVX2 1
+#endif
+
+namespace solsa {
+namespace {
+
+// Baseline build (SSE2, the package's portable target).
+namespace base {
+#define SOLSA_SEG_VEC_BYTES 32
+#include "forward_segment_cpu.inc"
+#undef SOLSA_SEG_VEC_BYTES
+}  // namespace base
+
+#ifdef SOLSA_SEG_AVX2
+// The same kernels compiled for AVX2, picked at run time when the CPU has it. Only
+// functions defined here get the target (the shared headers above stay baseline, so
+// no AVX2 code can leak into another translation unit through an inline function).
+// -ffp-contract=off applies as well: no FMA, the same IEEE operations in the same
+// order, so both builds give bitwise identical results.
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+#define SOLSA_SEG_VEC_BYTES 64
+#include "forward_segment_cpu.inc"
+#undef SOLSA_SEG_VEC_BYTES
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+// SOLSA_CPU_ISA=baseline in the environment forces the baseline build (for tests).
+bool use_avx2() {
+#ifdef SOLSA_SEG_AVX2
+  static const bool yes = [] {
+    const char* env = std::getenv("SOLSA_CPU_ISA");
+    if (env && std::strcmp(env, "baseline") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
+  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
+    throw std::invalid_argument("solsa forward_segment: negative size");
+  if (p.seg == 0 || p.batch == 0 || p.n_out == 0) return;
+  if (!p.V || !p.O || !p.sg || !p.O_seq || !p.sg_seq)
+    throw std::invalid_argument("solsa forward_segment: V, O, sg, O_seq or sg_seq is null");
+  if (p.n_in > 0 && (!p.x || !p.w))
+    throw std::invalid_argument("solsa forward_segment: x or w is null");
+  if (p.filter && p.n_in > 0 && (!p.decay || !p.gain || !p.F))
+    throw std::invalid_argument("solsa forward_segment: filter needs decay, gain and F");
+  const int nt = resolve_threads(num_threads);
+#ifdef SOLSA_SEG_AVX2
+  if (use_avx2()) {
+    avx2::run(p, nt);
+    return;
+  }
+#endif
+  base::run(p, nt);
+}
+
+}  // namespace solsa

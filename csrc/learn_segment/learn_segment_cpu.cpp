@@ -1,0 +1,95 @@
+// CPU (OpenMP) kernel of torch.ops.solsa.learn_segment; semantics in
+// learn_segment_params.h.
+//
+// Work unit: a chunk of kChunk consecutive elements of the row-major (n_out, n_in)
+// gradient (static schedule), as learn_cpu.cpp; every gradient element, and the F / e
+// elements of every b behind it, has one owner. The owner sweeps its elements in groups
+// of a few j's; for each group, b = 0..B-1 (outer) and t = 0..S-1 (inner) run with F, e
+// and the gradient sums in registers:
+//   F = decay*F + gain*x[t]  (x[t] without the filter);  e = k_t*e + F
+//   aw += mu_t * e;   ad += (c_t * mu_t) * F_old;   ag += (c_t * mu_t) * x[t]
+// then gw += aw; gdecay += w * ad; ggain += w * ag once. The per-(b, t) scalars of a row
+// (mu, k, c_t * mu) are gathered once per row into a small thread-private array. Sums:
+// b outer, t inner, fixed order: bitwise independent of the thread count. F and e are updated with the step
+// op's expressions, so they are bitwise those of S step calls.
+// Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows, so every owner runs
+// the recurrence on a private copy of its piece; after a barrier a second loop
+// (parallel over b) advances the shared trace itself.
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "../common/macros.h"
+#include "learn_segment_params.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define SOLSA_SEG_AVX2 1
+#endif
+
+namespace solsa {
+namespace {
+
+// Baseline build (SSE2, the package's portable target).
+namespace base {
+#define SOLSA_SEG_VEC_BYTES 32
+#include "learn_segment_cpu.inc"
+#undef SOLSA_SEG_VEC_BYTES
+}  // namespace base
+
+#ifdef SOLSA_SEG_AVX2
+// The same kernels compiled for AVX2, picked at run time when the CPU has it. Only
+// functions defined here get the target (the shared headers above stay baseline, so
+// no AVX2 code can leak into another translation unit through an inline function).
+// -ffp-contract=off applies as well: no FMA, the same IEEE operations in the same
+// order, so both builds give bitwise identical results.
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+#define SOLSA_SEG_VEC_BYTES 64
+#include "learn_segment_cpu.inc"
+#undef SOLSA_SEG_VEC_BYTES
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+// SOLSA_CPU_ISA=baseline in the environment forces the baseline build (for tests).
+bool use_avx2() {
+#ifdef SOLSA_SEG_AVX2
+  static const bool yes = [] {
+    const char* env = std::getenv("SOLSA_CPU_ISA");
+    if (env && std::strcmp(env, "baseline") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+void learn_segment_cpu(const LearnSegmentParams& p, int num_threads) {
+  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
+    throw std::invalid_argument("solsa learn_segment: negative size");
+  if (p.seg == 0 || p.batch == 0 || p.n_out == 0 || p.n_in == 0) return;
+  if (!p.x || !p.e || !p.sg0 || !p.sg_seq || !p.mu_seq || !p.gw)
+    throw std::invalid_argument("solsa learn_segment: x, e, sg0, sg_seq, mu_seq or gw is null");
+  if (p.filter && (!p.decay || !p.gain || !p.F))
+    throw std::invalid_argument("solsa learn_segment: filter needs decay, gain and F");
+  if (!p.filter && (p.gdecay || p.ggain))
+    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need the filter");
+  if ((p.gdecay || p.ggain) && (!p.w || !p.coef))
+    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need w and coef");
+  const int nt = resolve_threads(num_threads);
+#ifdef SOLSA_SEG_AVX2
+  if (use_avx2()) {
+    avx2::run(p, nt);
+    return;
+  }
+#endif
+  base::run(p, nt);
+}
+
+}  // namespace solsa
