@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import solsa_ext.ops  # noqa: F401
-from solsa_ext.engine import OnlineEngine
+from solsa_ext.engine import SEGMENT_CHUNK, OnlineEngine
 from solsa_ext.neuron import decay_gain_coef
 from solsa_ext.reference import LayerGrads, LayerParams, LayerState, layer_step_ref, learn_ref
 
@@ -181,7 +181,7 @@ def test_run_segment_matches_per_step_engine(sizes, B, T, seg, rule_name, dtype)
             return C[:, :, t0:t1].permute(2, 0, 1) + O
 
         outs = [eng.run_segment(x[:, :, s0:s0 + seg], dEdO, mask[s0:s0 + seg]) for s0 in range(0, T, seg)]
-        assert max(calls) <= 64
+        assert max(calls) <= SEGMENT_CHUNK
         return torch.cat(outs)
 
     e2 = OnlineEngine(params, NEURON, rule)

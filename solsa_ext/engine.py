@@ -28,8 +28,13 @@ from .rule import RuleFlags
 
 BACKENDS = ("fused", "reference")
 
-#: steps per chunk of :meth:`OnlineEngine.run_segment` (the CUDA segment kernel's limit)
-SEGMENT_CHUNK = 64
+#: steps per chunk of :meth:`OnlineEngine.run_segment`. The chunk's per-neuron buffers
+#: (spikes, surrogates, errors: chunk x B x N per layer) are the only memory that grows with
+#: the segment, so a fixed small chunk keeps the training footprint the same for every
+#: sequence length (measured: docs/RESULTS.md, memory table). 16 steps already keep each
+#: per-synapse row in cache for long enough: 50-step chunks were only ~20% faster on the
+#: EMG network. The CUDA segment kernel allows at most 64 (MAX_SEGMENT).
+SEGMENT_CHUNK = 16
 
 
 class _FusedLayer:
@@ -196,7 +201,7 @@ class OnlineEngine:
         the states (F, e, V, O, sg), the spikes and the step counter come out the same (the
         fused backend: bitwise for the states and spikes, the gradients to round-off, since
         they are summed in another order). The segment is processed in chunks of at most
-        ``SEGMENT_CHUNK`` (64) steps. ``dEdO_fn`` is called once per chunk with the chunk's
+        ``SEGMENT_CHUNK`` (16) steps. ``dEdO_fn`` is called once per chunk with the chunk's
         top spikes ``O`` (S_c, B, N_top) and must return dE[t]/dO_top[t] for each of its steps,
         (S_c, B, N_top); it must use ``O[s]`` only for the derivative of step s (true of the
         per-step losses). While it runs, :attr:`t` is the index of the step after the chunk,
