@@ -12,13 +12,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "../common/cpu_isa.h"
 #include "../common/macros.h"
 #include "../common/neuron.h"
 #include "forward_segment_params.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define SOLSA_SEG_AVX2 1
-#endif
 
 namespace solsa {
 namespace {
@@ -46,21 +44,6 @@ namespace avx2 {
 #pragma GCC pop_options
 #endif
 
-// SOLSA_CPU_ISA=baseline in the environment forces the baseline build (for tests).
-bool use_avx2() {
-#ifdef SOLSA_SEG_AVX2
-  static const bool yes = [] {
-    const char* env = std::getenv("SOLSA_CPU_ISA");
-    if (env && std::strcmp(env, "baseline") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
@@ -75,7 +58,7 @@ void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
     throw std::invalid_argument("solsa forward_segment: filter needs decay, gain and F");
   const int nt = resolve_threads(num_threads);
 #ifdef SOLSA_SEG_AVX2
-  if (use_avx2()) {
+  if (segment_use_avx2()) {
     avx2::run(p, nt);
     return;
   }

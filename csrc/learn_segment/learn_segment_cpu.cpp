@@ -20,12 +20,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "../common/cpu_isa.h"
 #include "../common/macros.h"
 #include "learn_segment_params.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define SOLSA_SEG_AVX2 1
-#endif
 
 namespace solsa {
 namespace {
@@ -53,21 +51,6 @@ namespace avx2 {
 #pragma GCC pop_options
 #endif
 
-// SOLSA_CPU_ISA=baseline in the environment forces the baseline build (for tests).
-bool use_avx2() {
-#ifdef SOLSA_SEG_AVX2
-  static const bool yes = [] {
-    const char* env = std::getenv("SOLSA_CPU_ISA");
-    if (env && std::strcmp(env, "baseline") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 void learn_segment_cpu(const LearnSegmentParams& p, int num_threads) {
@@ -84,7 +67,7 @@ void learn_segment_cpu(const LearnSegmentParams& p, int num_threads) {
     throw std::invalid_argument("solsa learn_segment: gdecay/ggain need w and coef");
   const int nt = resolve_threads(num_threads);
 #ifdef SOLSA_SEG_AVX2
-  if (use_avx2()) {
+  if (segment_use_avx2()) {
     avx2::run(p, nt);
     return;
   }
