@@ -2,11 +2,9 @@
 //
 // Work unit: one chunk of consecutive gradient elements (whole rows i when n_in is
 // small, a j-range of one row when it is large; static schedule), so every gradient
-// element has exactly one owner (no atomics). Inside it, groups of kGroup elements
-// (one cache line) of a row keep their three sums in registers while b runs in
-// increasing order (one cache line of e / F_prev read per b), then are added once to
-// gw / gdecay / ggain (register blocking made the kernel ~2.3x faster than summing
-// into L1 arrays: the accumulators' loads and stores were the bottleneck):
+// element has exactly one owner (no atomics). Inside it the batch is summed in
+// increasing b into L1-resident chunk accumulators, vectorised along j, then added
+// once to gw / gdecay / ggain:
 //   gw_ij     += S_w            S_w = sum_b mu_bi * e_bij        (b increasing)
 //   gdecay_ij += (coef * w_ij) * S_d,   S_d = sum_b mu_bi * F_prev_bij
 //   ggain_ij  += (coef * w_ij) * S_g,   S_g = sum_b mu_bi * x_bj
@@ -36,8 +34,6 @@ void learn_impl(const LearnParams& p, int nt) {
   // gradient. For a fixed b the matching e / F_prev elements are contiguous too, so
   // every b reads one long run (rows of several i when n_in is small).
   constexpr int64_t kChunk = 8192 / int64_t(sizeof(T));
-  // 64 bytes: one cache line of e / F_prev per b, three accumulator vectors in registers
-  constexpr int kGroup = 64 / int(sizeof(T));
   const int64_t total = NO * NI;
   const int64_t units = (total + kChunk - 1) / kChunk;
   const bool par = nt > 1 && B * total >= kParallelMinWork;
@@ -49,49 +45,51 @@ void learn_impl(const LearnParams& p, int nt) {
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; ++u) {
       const int64_t c0 = u * kChunk;
-      const int64_t c1 = (total - c0) < kChunk ? total : c0 + kChunk;
-      // rows i touched by the chunk; within each row piece, groups of kGroup elements whose
-      // sums over b live in registers while b runs (one cache line of e / F_prev per b)
-      for (int64_t i = c0 / NI; i * NI < c1; ++i) {
-        const int64_t lo = (i * NI > c0 ? i * NI : c0);
-        const int64_t hi = ((i + 1) * NI < c1 ? (i + 1) * NI : c1);
-        for (int64_t g0 = lo; g0 < hi; g0 += kGroup) {
-          const int64_t n = (hi - g0) < kGroup ? (hi - g0) : kGroup;
-          const int64_t j0 = g0 - i * NI;
-          T aw[kGroup], ad[kGroup], ag[kGroup];
-          for (int q = 0; q < kGroup; ++q) {
-            aw[q] = T(0);
-            ad[q] = T(0);
-            ag[q] = T(0);
+      const int64_t len = (total - c0) < kChunk ? (total - c0) : kChunk;
+      const int64_t i0 = c0 / NI, i1 = (c0 + len - 1) / NI;  // rows touched
+      alignas(64) T aw[kChunk];
+      alignas(64) T ad[GD ? kChunk : 1];
+      alignas(64) T ag[GG ? kChunk : 1];
+      for (int64_t q = 0; q < len; ++q) {
+        aw[q] = T(0);
+        if constexpr (GD) ad[q] = T(0);
+        if constexpr (GG) ag[q] = T(0);
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = i0; i <= i1; ++i) {
+          // piece of row i inside the chunk: gradient flat [lo, hi), j = flat - i*NI
+          const int64_t lo = (i * NI > c0 ? i * NI : c0);
+          const int64_t hi = ((i + 1) * NI < c0 + len ? (i + 1) * NI : c0 + len);
+          const int64_t j0 = lo - i * NI, n = hi - lo;
+          const T m = mu[b * NO + i];
+          T* SOLSA_RESTRICT awp = aw + (lo - c0);
+          T* SOLSA_RESTRICT adp = GD ? ad + (lo - c0) : nullptr;
+          T* SOLSA_RESTRICT agp = GG ? ag + (lo - c0) : nullptr;
+          const T* SOLSA_RESTRICT er = PRESYN ? e + b * NI + j0 : e + b * total + lo;
+          const T* SOLSA_RESTRICT fr = GD ? Fp + b * total + lo : nullptr;
+          const T* SOLSA_RESTRICT xr = GG ? x + b * sxb + j0 * sxj : nullptr;
+  #pragma omp simd
+          for (int64_t j = 0; j < n; ++j) {
+            awp[j] += m * er[j];
+            if constexpr (GD) adp[j] += m * fr[j];
+            if constexpr (GG) agp[j] += m * (XUNIT ? xr[j] : xr[j * sxj]);
           }
-          for (int64_t b = 0; b < B; ++b) {
-            const T m = mu[b * NO + i];
-            const T* SOLSA_RESTRICT er = PRESYN ? e + b * NI + j0 : e + b * total + g0;
-            const T* SOLSA_RESTRICT fr = GD ? Fp + b * total + g0 : nullptr;
-            const T* SOLSA_RESTRICT xr = GG ? x + b * sxb + j0 * sxj : nullptr;
-            if (n == kGroup) {
-#pragma omp simd
-              for (int q = 0; q < kGroup; ++q) {
-                aw[q] += m * er[q];
-                if constexpr (GD) ad[q] += m * fr[q];
-                if constexpr (GG) ag[q] += m * (XUNIT ? xr[q] : xr[q * sxj]);
-              }
-            } else {
-              for (int64_t q = 0; q < n; ++q) {
-                aw[q] += m * er[q];
-                if constexpr (GD) ad[q] += m * fr[q];
-                if constexpr (GG) ag[q] += m * (XUNIT ? xr[q] : xr[q * sxj]);
-              }
-            }
-          }
-          for (int64_t q = 0; q < n; ++q) gw[g0 + q] += aw[q];
-          if constexpr (GD || GG) {
-            for (int64_t q = 0; q < n; ++q) {
-              const T cw = coef * w[g0 + q];
-              if constexpr (GD) gd[g0 + q] += cw * ad[q];
-              if constexpr (GG) gg[g0 + q] += cw * ag[q];
-            }
-          }
+        }
+      }
+      T* SOLSA_RESTRICT gwr = gw + c0;
+  #pragma omp simd
+      for (int64_t q = 0; q < len; ++q) gwr[q] += aw[q];
+      if constexpr (GD || GG) {
+        const T* SOLSA_RESTRICT wr = w + c0;
+        if constexpr (GD) {
+          T* SOLSA_RESTRICT gdr = gd + c0;
+  #pragma omp simd
+          for (int64_t q = 0; q < len; ++q) gdr[q] += (coef * wr[q]) * ad[q];
+        }
+        if constexpr (GG) {
+          T* SOLSA_RESTRICT ggr = gg + c0;
+  #pragma omp simd
+          for (int64_t q = 0; q < len; ++q) ggr[q] += (coef * wr[q]) * ag[q];
         }
       }
     }
