@@ -47,15 +47,7 @@ namespace avx2 {
 }  // namespace
 
 void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
-  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
-    throw std::invalid_argument("solsa forward_segment: negative size");
-  if (p.seg == 0 || p.batch == 0 || p.n_out == 0) return;
-  if (!p.V || !p.O || !p.sg || !p.O_seq || !p.sg_seq)
-    throw std::invalid_argument("solsa forward_segment: V, O, sg, O_seq or sg_seq is null");
-  if (p.n_in > 0 && (!p.x || !p.w))
-    throw std::invalid_argument("solsa forward_segment: x or w is null");
-  if (p.filter && p.n_in > 0 && (!p.decay || !p.gain || !p.F))
-    throw std::invalid_argument("solsa forward_segment: filter needs decay, gain and F");
+  if (!forward_segment_check(p)) return;
   const int nt = resolve_threads(num_threads);
 #ifdef SOLSA_SEG_AVX2
   if (segment_use_avx2()) {

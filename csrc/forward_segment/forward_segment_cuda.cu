@@ -124,15 +124,9 @@ void run(const ForwardSegmentParams& p, cudaStream_t st) {
 }  // namespace
 
 void forward_segment_cuda(const ForwardSegmentParams& p, void* stream) {
-  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
-    throw std::invalid_argument("solsa forward_segment: negative size");
   if (p.seg > kMaxSeg)
     throw std::invalid_argument("solsa forward_segment: the CUDA kernel takes at most 64 steps per call");
-  if (p.seg == 0 || p.batch == 0 || p.n_out == 0) return;
-  if (!p.V || !p.O || !p.sg || !p.O_seq || !p.sg_seq || (p.n_in > 0 && (!p.x || !p.w)))
-    throw std::invalid_argument("solsa forward_segment: a required pointer is null");
-  if (p.filter && p.n_in > 0 && (!p.decay || !p.gain || !p.F))
-    throw std::invalid_argument("solsa forward_segment: filter needs decay, gain and F");
+  if (!forward_segment_check(p)) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
     case DType::Float32: run<float>(p, s); break;

@@ -23,6 +23,7 @@
 // sg are bitwise those of S calls of torch.ops.solsa.step. Traces are not touched.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
 #include "../common/dtype.h"
 
 namespace solsa {
@@ -52,6 +53,21 @@ struct ForwardSegmentParams {
   double lam = 0.0, vth = 1.0, sigma = 1.0;
   bool filter = true;
 };
+
+// Checks shared by the CPU and CUDA entry points: throws std::invalid_argument on a bad
+// struct; returns false when there is nothing to compute (an empty size).
+inline bool forward_segment_check(const ForwardSegmentParams& p) {
+  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
+    throw std::invalid_argument("solsa forward_segment: negative size");
+  if (p.seg == 0 || p.batch == 0 || p.n_out == 0) return false;
+  if (!p.V || !p.O || !p.sg || !p.O_seq || !p.sg_seq)
+    throw std::invalid_argument("solsa forward_segment: V, O, sg, O_seq or sg_seq is null");
+  if (p.n_in > 0 && (!p.x || !p.w))
+    throw std::invalid_argument("solsa forward_segment: x or w is null");
+  if (p.filter && p.n_in > 0 && (!p.decay || !p.gain || !p.F))
+    throw std::invalid_argument("solsa forward_segment: filter needs decay, gain and F");
+  return true;
+}
 
 void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads);
 #ifdef SOLSA_WITH_CUDA

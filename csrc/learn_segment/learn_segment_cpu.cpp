@@ -54,17 +54,7 @@ namespace avx2 {
 }  // namespace
 
 void learn_segment_cpu(const LearnSegmentParams& p, int num_threads) {
-  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
-    throw std::invalid_argument("solsa learn_segment: negative size");
-  if (p.seg == 0 || p.batch == 0 || p.n_out == 0 || p.n_in == 0) return;
-  if (!p.x || !p.e || !p.sg0 || !p.sg_seq || !p.mu_seq || !p.gw)
-    throw std::invalid_argument("solsa learn_segment: x, e, sg0, sg_seq, mu_seq or gw is null");
-  if (p.filter && (!p.decay || !p.gain || !p.F))
-    throw std::invalid_argument("solsa learn_segment: filter needs decay, gain and F");
-  if (!p.filter && (p.gdecay || p.ggain))
-    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need the filter");
-  if ((p.gdecay || p.ggain) && (!p.w || !p.coef))
-    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need w and coef");
+  if (!learn_segment_check(p)) return;
   const int nt = resolve_threads(num_threads);
 #ifdef SOLSA_SEG_AVX2
   if (segment_use_avx2()) {

@@ -151,17 +151,7 @@ void run(const LearnSegmentParams& p, cudaStream_t s) {
 }  // namespace
 
 void learn_segment_cuda(const LearnSegmentParams& p, void* stream) {
-  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
-    throw std::invalid_argument("solsa learn_segment: negative size");
-  if (p.seg == 0 || p.batch == 0 || p.n_out == 0 || p.n_in == 0) return;
-  if (!p.x || !p.e || !p.sg0 || !p.sg_seq || !p.mu_seq || !p.gw)
-    throw std::invalid_argument("solsa learn_segment: a required pointer is null");
-  if (p.filter && (!p.decay || !p.gain || !p.F))
-    throw std::invalid_argument("solsa learn_segment: filter needs decay, gain and F");
-  if (!p.filter && (p.gdecay || p.ggain))
-    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need the filter");
-  if ((p.gdecay || p.ggain) && (!p.w || !p.coef))
-    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need w and coef");
+  if (!learn_segment_check(p)) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
     case DType::Float32: run<float>(p, s); break;

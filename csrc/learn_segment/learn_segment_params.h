@@ -30,6 +30,7 @@
 // count.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
 #include "../common/dtype.h"
 
 namespace solsa {
@@ -59,6 +60,23 @@ struct LearnSegmentParams {
   bool filter = true;
   bool reset_in_trace = true;
 };
+
+// Checks shared by the CPU and CUDA entry points: throws std::invalid_argument on a bad
+// struct; returns false when there is nothing to compute (an empty size).
+inline bool learn_segment_check(const LearnSegmentParams& p) {
+  if (p.seg < 0 || p.batch < 0 || p.n_out < 0 || p.n_in < 0)
+    throw std::invalid_argument("solsa learn_segment: negative size");
+  if (p.seg == 0 || p.batch == 0 || p.n_out == 0 || p.n_in == 0) return false;
+  if (!p.x || !p.e || !p.sg0 || !p.sg_seq || !p.mu_seq || !p.gw)
+    throw std::invalid_argument("solsa learn_segment: x, e, sg0, sg_seq, mu_seq or gw is null");
+  if (p.filter && (!p.decay || !p.gain || !p.F))
+    throw std::invalid_argument("solsa learn_segment: filter needs decay, gain and F");
+  if (!p.filter && (p.gdecay || p.ggain))
+    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need the filter");
+  if ((p.gdecay || p.ggain) && (!p.w || !p.coef))
+    throw std::invalid_argument("solsa learn_segment: gdecay/ggain need w and coef");
+  return true;
+}
 
 void learn_segment_cpu(const LearnSegmentParams& p, int num_threads);
 #ifdef SOLSA_WITH_CUDA
