@@ -118,6 +118,7 @@ def kernel_only_loop(eng, x: torch.Tensor, steps: int) -> Callable[[], None]:
     dev = x.device
     B = x.shape[0]
     eng.reset(B)
+    eng._ensure_f_prev()  # what the first per-step forward() allocates
     layers = eng._fused
     params = eng.params
     mus = [torch.zeros(B, p.n_out, dtype=x.dtype, device=dev) for p in params]

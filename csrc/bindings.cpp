@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/cpu_isa.h"
 #include "common/dtype.h"
 #include "forward_segment/forward_segment_params.h"
 #include "learn_segment/learn_segment_params.h"
@@ -240,6 +241,8 @@ PYBIND11_MODULE(_C, m) {
 #endif
   m.def("cuda_archs", []() { return std::string(SOLSA_CUDA_ARCHS_STR); },
         "CUDA architectures compiled in (CMAKE_CUDA_ARCHITECTURES), '' without CUDA");
+  m.def("cpu_isa", []() { return std::string(cpu_use_avx2() ? "avx2" : "baseline"); },
+        "which build of the CPU kernels runs: 'avx2' or 'baseline' (SSE2; SOLSA_CPU_ISA=baseline forces it)");
   m.def("openmp", []() {
 #ifdef SOLSA_WITH_OPENMP
     return true;

@@ -25,6 +25,7 @@ import torch
 from .neuron import NeuronConfig, decay_gain_coef
 from .reference import LayerGrads, LayerParams, LayerState, layer_step_ref, learn_ref, spatial_error_ref
 from .rule import RuleFlags
+from .step_plan import StepPlan
 
 BACKENDS = ("fused", "reference")
 
@@ -45,7 +46,9 @@ class _FusedLayer:
         z = lambda *shape: torch.zeros(*shape, dtype=w.dtype, device=w.device)  # noqa: E731
         syn = (batch, p.n_out, p.n_in)
         self.F = z(*syn) if rule.filter else None
-        self.F_prev = z(*syn) if rule.adaptive else None
+        # F[t-1], read by the per-step learn of the adaptive kernel only: allocated by the first
+        # per-step forward(), so the segment path (the Trainer's) never holds it
+        self.F_prev: Optional[torch.Tensor] = None
         self.e = z(batch, p.n_in) if rule.presyn else z(*syn)
         self.V, self.O, self.sg = z(batch, p.n_out), z(batch, p.n_out), z(batch, p.n_out)
         self.x: Optional[torch.Tensor] = None
@@ -83,6 +86,8 @@ class OnlineEngine:
         self._batch = 0
         self._fused: list[_FusedLayer] = []
         self._ref: list[LayerState] = []
+        self._plan: Optional[StepPlan] = None
+        self._planned_step = False  # whether the last forward() ran through self._plan
         self._grads = [self._new_grads(p) for p in self.params]
 
     # ----------------------------------------------------------------- helpers
@@ -115,11 +120,29 @@ class OnlineEngine:
             raise ValueError(f"OnlineEngine.reset: batch_size must be > 0, got {batch_size}")
         self._batch = batch_size
         self._t = 0
+        self._plan = None
+        self._planned_step = False
         w = self.params[0].w
         if self.backend == "fused":
             self._fused = [_FusedLayer(p, batch_size, self.rule) for p in self.params]
         else:
             self._ref = [LayerState.zeros(batch_size, p.n_out, p.n_in, w.dtype, w.device) for p in self.params]
+
+    def _ensure_f_prev(self) -> None:
+        """Allocate the per-step path's F[t-1] buffers (adaptive kernel only) if not there yet."""
+        if self.rule.adaptive and self._fused and self._fused[0].F_prev is None:
+            for s in self._fused:
+                s.F_prev = torch.zeros_like(s.F)
+
+    def _use_plan(self) -> bool:
+        """Whether this step may call the kernels through a :class:`StepPlan` (see its docstring)."""
+        from .ops import input_checks_enabled
+
+        if input_checks_enabled() or self.params[0].w.device.type != "cpu":
+            return False
+        if self._plan is None or not self._plan.matches(self):
+            self._plan = StepPlan(self)
+        return True
 
     @torch.no_grad()
     def forward(self, x_t: torch.Tensor) -> torch.Tensor:
@@ -133,6 +156,21 @@ class OnlineEngine:
         n, r = self.neuron, self.rule
         inp = x_t
         if self.backend == "fused":
+            w0 = self.params[0].w
+            if x_t.dtype != w0.dtype or x_t.device != w0.device:
+                raise ValueError(
+                    f"OnlineEngine.forward: x_t must be {w0.dtype} on {w0.device} like the parameters, "
+                    f"got {x_t.dtype} on {x_t.device}"
+                )
+            self._ensure_f_prev()
+            self._planned_step = self._use_plan()
+            if self._planned_step:
+                self._plan.forward(x_t)
+                for s in self._fused:
+                    s.x = inp
+                    inp = s.O
+                self._t += 1
+                return inp
             for p, s in zip(self.params, self._fused):
                 torch.ops.solsa.step(
                     inp, p.w.detach(), self._d(p.decay) if r.filter else None, self._d(p.gain) if r.filter else None,
@@ -169,6 +207,11 @@ class OnlineEngine:
                     f"OnlineEngine.backward: sample_mask must have shape ({self._batch},), got {tuple(sample_mask.shape)}"
                 )
             mu = mu * sample_mask.to(mu.dtype)[:, None]
+        if self.backend == "fused" and self._planned_step:
+            # forward() ran through the plan: so does this step's backward (same buffers)
+            self._plan.mu[-1].copy_(mu)
+            self._plan.backward(coef)
+            return
         mu = mu.contiguous()
         for l in range(len(self.params) - 1, -1, -1):
             p, g = self.params[l], self._grads[l]

@@ -28,7 +28,7 @@ namespace base {
 #undef SOLSA_SEG_VEC_BYTES
 }  // namespace base
 
-#ifdef SOLSA_SEG_AVX2
+#ifdef SOLSA_CPU_AVX2
 // The same kernels compiled for AVX2, picked at run time when the CPU has it. Only
 // functions defined here get the target (the shared headers above stay baseline, so
 // no AVX2 code can leak into another translation unit through an inline function).
@@ -49,8 +49,8 @@ namespace avx2 {
 void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
   if (!forward_segment_check(p)) return;
   const int nt = resolve_threads(num_threads);
-#ifdef SOLSA_SEG_AVX2
-  if (segment_use_avx2()) {
+#ifdef SOLSA_CPU_AVX2
+  if (cpu_use_avx2()) {
     avx2::run(p, nt);
     return;
   }

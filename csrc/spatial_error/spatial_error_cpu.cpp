@@ -8,53 +8,28 @@
 // Results are bitwise independent of the thread count.
 #include <stdexcept>
 
+#include "../common/cpu_isa.h"
 #include "../common/macros.h"
 #include "spatial_error_params.h"
 
 namespace solsa {
 namespace {
 
-template <typename T, bool GAIN>
-void spatial_error_impl(const SpatialErrorParams& p, int nt) {
-  const int64_t B = p.batch, NO = p.n_out, NI = p.n_in;
-  const T* mu = static_cast<const T*>(p.mu_up);
-  const T* w = static_cast<const T*>(p.w);
-  const T* gain = static_cast<const T*>(p.gain);
-  const T* sg = static_cast<const T*>(p.sg);
-  T* out = static_cast<T*>(p.out);
-  const int64_t ntiles = (NI + kTile - 1) / kTile;
-  const int64_t units = B * ntiles;
-  const bool par = nt > 1 && B * NO * NI >= kParallelMinWork;
-  (void)par;
+// Baseline build (SSE2, the package's portable target).
+namespace base {
+#include "spatial_error_cpu.inc"
+}  // namespace base
 
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    DenormalGuard ftz;
-#pragma omp for schedule(static)
-    for (int64_t u = 0; u < units; ++u) {
-      const int64_t b = u / ntiles, j0 = (u % ntiles) * kTile;
-      const int64_t len = (NI - j0) < kTile ? (NI - j0) : kTile;
-      alignas(64) T acc[kTile];
-      for (int64_t j = 0; j < len; ++j) acc[j] = T(0);
-      for (int64_t k = 0; k < NO; ++k) {
-        const T m = mu[b * NO + k];
-        const T* SOLSA_RESTRICT wr = w + k * NI + j0;
-        if constexpr (GAIN) {
-          const T* SOLSA_RESTRICT gr = gain + k * NI + j0;
-  #pragma omp simd
-          for (int64_t j = 0; j < len; ++j) acc[j] += (m * wr[j]) * gr[j];
-        } else {
-  #pragma omp simd
-          for (int64_t j = 0; j < len; ++j) acc[j] += m * wr[j];
-        }
-      }
-      const T* SOLSA_RESTRICT sgr = sg + b * NI + j0;
-      T* SOLSA_RESTRICT outr = out + b * NI + j0;
-  #pragma omp simd
-      for (int64_t j = 0; j < len; ++j) outr[j] = sgr[j] * acc[j];
-    }
-  }
-}
+#ifdef SOLSA_CPU_AVX2
+// The same kernel compiled for AVX2, picked at run time when the CPU has it (see
+// common/cpu_isa.h). -ffp-contract=off holds here too: same operations, same order, same bits.
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+#include "spatial_error_cpu.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
 
 }  // namespace
 
@@ -65,17 +40,13 @@ void spatial_error_cpu(const SpatialErrorParams& p, int num_threads) {
   if (!p.sg || !p.out || (p.n_out > 0 && (!p.mu_up || !p.w)))
     throw std::invalid_argument("solsa spatial_error: mu_up, w, sg or out is null");
   const int nt = resolve_threads(num_threads);
-  switch (p.dtype) {
-    case DType::Float32:
-      if (p.gain) spatial_error_impl<float, true>(p, nt);
-      else        spatial_error_impl<float, false>(p, nt);
-      break;
-    case DType::Float64:
-      if (p.gain) spatial_error_impl<double, true>(p, nt);
-      else        spatial_error_impl<double, false>(p, nt);
-      break;
-    default: throw std::invalid_argument("solsa spatial_error: unknown dtype");
+#ifdef SOLSA_CPU_AVX2
+  if (cpu_use_avx2()) {
+    avx2::run(p, nt);
+    return;
   }
+#endif
+  base::run(p, nt);
 }
 
 }  // namespace solsa
