@@ -60,7 +60,7 @@ def test_late_and_explicit_points():
     ],
 )
 def test_algorithm_table(name, T, expected):
-    assert schedule_for(AlgorithmConfig(name, update_points=4), T) == expected
+    assert list(schedule_for(AlgorithmConfig(name, update_points=4), T)) == expected
 
 
 def _count_updates(name: str, T: int, K: int = 4, **kw) -> list[int]:

@@ -45,15 +45,16 @@ def update_points(T: int, K: int, placement: str = "even", points: Optional[Sequ
     return sorted({start + math.ceil((k + 1) * span / K) - 1 for k in range(K)})
 
 
-def schedule_for(algo: AlgorithmConfig, T: int) -> list[int]:
-    """The update points of ``algo`` for a sequence of length ``T`` (the table of section 7)."""
+def schedule_for(algo: AlgorithmConfig, T: int) -> Sequence[int]:
+    """The update points of ``algo`` for a sequence of length ``T`` (the table of section 7),
+    increasing. "Every step" is a ``range`` (constant memory whatever ``T``), the others lists."""
     kind = "K" if algo.override_schedule else ALGORITHM_TABLE[algo.name]["points"]
     if kind == "K":
         return update_points(T, algo.update_points, algo.placement, algo.points)
     if kind == "end":
         return [T - 1]
     if kind == "every":
-        return list(range(T))
+        return range(T)
     if kind == "truncate":
         n = algo.truncation
         return sorted(set(range(n - 1, T, n)) | {T - 1})

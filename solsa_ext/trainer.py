@@ -93,6 +93,19 @@ class Batch:
     lengths: torch.Tensor  # (B,) int64 in [1, T]
 
 
+
+def _segment_ends(points: Sequence[int], T: int) -> Iterator[int]:
+    """Ends (exclusive) of the segments between increasing update ``points``, the last one ``T``.
+
+    A generator, so an every-step schedule (a ``range``) costs no memory that grows with T."""
+    last = 0
+    for p in points:
+        if p < T:
+            last = p + 1
+            yield last
+    if last != T:
+        yield T
+
 class Trainer:
     """Builds a network from configs and trains it with one of the algorithms.
 
@@ -369,7 +382,9 @@ class Trainer:
         counts = x.new_zeros(B, N)
         first = torch.full((B, N), Tv, dtype=torch.int64, device=self.device)
         loss_sum = x.new_zeros(B)
-        points = set(schedule_for(self.algorithm, Tv)) if learn else set()
+        points = schedule_for(self.algorithm, Tv) if learn else ()
+        if not isinstance(points, range):
+            points = set(points)
         es = EarlyStop(B, max(len(points), 1), self.algorithm.early_stop_threshold,
                        enabled=learn and self.algorithm.uses_early_stop, device=self.device, dtype=x.dtype)
         for t in range(Tv):
@@ -409,14 +424,13 @@ class Trainer:
         counts = x.new_zeros(B, N)
         first = torch.full((B, N), Tv, dtype=torch.int64, device=self.device)
         loss_sum = x.new_zeros(B)
-        points = sorted(set(p for p in schedule_for(self.algorithm, Tv) if p < Tv))
+        points = schedule_for(self.algorithm, Tv)  # increasing; a range (O(1) memory) for every-step rules
+        if not isinstance(points, range):
+            points = sorted(set(p for p in points if p < Tv))
         es = EarlyStop(B, max(len(points), 1), self.algorithm.early_stop_threshold,
                        enabled=self.algorithm.uses_early_stop, device=self.device, dtype=x.dtype)
-        ends = [p + 1 for p in points]
-        if not ends or ends[-1] != Tv:
-            ends.append(Tv)
         t0 = 0
-        for t1 in ends:
+        for t1 in _segment_ends(points, Tv):
             # blocks of at most SEGMENT_CHUNK steps: every buffer here is bounded, whatever T is
             for c0 in range(t0, t1, SEGMENT_CHUNK):
                 c1 = min(t1, c0 + SEGMENT_CHUNK)
