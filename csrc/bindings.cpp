@@ -9,6 +9,7 @@
 
 #include "common/cpu_isa.h"
 #include "common/dtype.h"
+#include "common/neuron.h"
 #include "forward_segment/forward_segment_params.h"
 #include "learn_segment/learn_segment_params.h"
 #include "learn/learn_params.h"
@@ -203,6 +204,22 @@ PYBIND11_MODULE(_C, m) {
         rel());
   m.def("learn_segment_cpu", &solsa::learn_segment_cpu, py::arg("p"), py::arg("num_threads"),
         rel());
+  // The kernels' own exp (common/neuron.h), element-wise over n values: for its accuracy
+  // test (python_tests/test_neuron_exp.py), not for use.
+  m.def(
+      "kernel_exp",
+      [](uintptr_t x, uintptr_t out, int64_t n, const py::object& dt) {
+        const DType d = to_dtype(dt);
+        if (n < 0) throw py::value_error("n must be >= 0");
+        if (n > 0 && (x == 0 || out == 0)) throw py::value_error("null pointer");
+        for (int64_t k = 0; k < n; ++k) {
+          if (d == DType::Float32)
+            reinterpret_cast<float*>(out)[k] = solsa_exp(reinterpret_cast<const float*>(x)[k]);
+          else
+            reinterpret_cast<double*>(out)[k] = solsa_exp(reinterpret_cast<const double*>(x)[k]);
+        }
+      },
+      py::arg("x"), py::arg("out"), py::arg("n"), py::arg("dtype"));  // keeps the GIL: reads dtype
 
 #ifdef SOLSA_WITH_CUDA
   m.def(
@@ -241,8 +258,11 @@ PYBIND11_MODULE(_C, m) {
 #endif
   m.def("cuda_archs", []() { return std::string(SOLSA_CUDA_ARCHS_STR); },
         "CUDA architectures compiled in (CMAKE_CUDA_ARCHITECTURES), '' without CUDA");
-  m.def("cpu_isa", []() { return std::string(cpu_use_avx2() ? "avx2" : "baseline"); },
-        "which build of the CPU kernels runs: 'avx2' or 'baseline' (SSE2; SOLSA_CPU_ISA=baseline forces it)");
+  m.def("cpu_isa", []() {
+          return std::string(cpu_use_avx512() ? "avx512" : cpu_use_avx2() ? "avx2" : "baseline");
+        },
+        "which build of the CPU kernels runs: 'avx512' (segment kernels; the per-step kernels "
+        "use their AVX2 copy), 'avx2' or 'baseline' (SSE2). SOLSA_CPU_ISA=avx2 or =baseline caps it");
   m.def("openmp", []() {
 #ifdef SOLSA_WITH_OPENMP
     return true;

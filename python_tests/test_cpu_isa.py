@@ -1,7 +1,8 @@
-"""The AVX2 and the baseline (SSE2) builds of the CPU kernels give the same bits.
+"""The AVX-512, AVX2 and baseline (SSE2) builds of the CPU kernels give the same bits.
 
-Every CPU kernel is compiled twice (csrc/common/cpu_isa.h) and the AVX2 copy runs when the
-processor has it; SOLSA_CPU_ISA=baseline forces the SSE2 copy. Both are built with
+Every CPU kernel is compiled for SSE2 and AVX2, the segment kernels for AVX-512 too
+(csrc/common/cpu_isa.h); the best copy the processor can run is used, SOLSA_CPU_ISA=avx2
+caps it at AVX2 and SOLSA_CPU_ISA=baseline forces the SSE2 copies. All are built with
 -ffp-contract=off and sum in an order that does not depend on the vector width, so a
 network run through every kernel (per-step ops through the engine's plan, and the segment
 ops) must come out bitwise equal in a child process forced to the baseline build.
@@ -60,29 +61,43 @@ def _run(tmp_path: Path, env_isa: str | None) -> dict:
     return torch.load(f)
 
 
-def _has_avx2() -> bool:
-    try:
-        return " avx2 " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
-    except OSError:
-        return False
-
-
 def test_cpu_isa_reports_a_build():
-    assert _C.cpu_isa() in ("avx2", "baseline")
+    assert _C.cpu_isa() in ("avx512", "avx2", "baseline")
     if os.environ.get("SOLSA_CPU_ISA") == "baseline":
         assert _C.cpu_isa() == "baseline"
 
 
-@pytest.mark.skipif(not _has_avx2(), reason="the CPU has no AVX2: only the baseline build can run")
+def _cpu_flag(flag: str) -> bool:
+    try:
+        return f" {flag} " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    except OSError:
+        return False
+
+
+def _assert_same_bits(a_run: dict, b_run: dict) -> None:
+    keys = [k for k in a_run if k != "isa"]
+    assert len(keys) == 8
+    for k in keys:
+        for i, (a, b) in enumerate(zip(a_run[k], b_run[k])):
+            assert torch.equal(a, b), f"{k} tensor {i}: max diff {(a - b).abs().max().item()}"
+        assert any(a.abs().sum() > 0 for a in a_run[k]), f"{k}: all zero, the test would prove nothing"
+
+
+@pytest.mark.skipif(not _cpu_flag("avx2"), reason="the CPU has no AVX2: only the baseline build can run")
 def test_avx2_and_baseline_builds_agree_bitwise(tmp_path):
-    fast = _run(tmp_path, None)
+    fast = _run(tmp_path, "avx2")  # capped at AVX2, whatever else the CPU has
     base = _run(tmp_path, "baseline")
     if fast["isa"] != "avx2":
         pytest.skip("this build has no AVX2 copy of the kernels (non-GCC or non-x86-64 build)")
     assert base["isa"] == "baseline"
-    keys = [k for k in fast if k != "isa"]
-    assert len(keys) == 8
-    for k in keys:
-        for i, (a, b) in enumerate(zip(fast[k], base[k])):
-            assert torch.equal(a, b), f"{k} tensor {i}: max diff {(a - b).abs().max().item()}"
-        assert any(a.abs().sum() > 0 for a in fast[k]), f"{k}: all zero, the test would prove nothing"
+    _assert_same_bits(fast, base)
+
+
+@pytest.mark.skipif(not _cpu_flag("avx512f"), reason="the CPU has no AVX-512")
+def test_avx512_and_baseline_builds_agree_bitwise(tmp_path):
+    fast = _run(tmp_path, None)
+    base = _run(tmp_path, "baseline")
+    if fast["isa"] != "avx512":
+        pytest.skip("this build has no AVX-512 copy of the kernels (non-GCC or non-x86-64 build)")
+    assert base["isa"] == "baseline"
+    _assert_same_bits(fast, base)

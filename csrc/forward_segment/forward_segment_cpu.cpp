@@ -23,9 +23,9 @@ namespace {
 
 // Baseline build (SSE2, the package's portable target).
 namespace base {
-#define SOLSA_SEG_VEC_BYTES 32
+#define SOLSA_VEC_BYTES 16
 #include "forward_segment_cpu.inc"
-#undef SOLSA_SEG_VEC_BYTES
+#undef SOLSA_VEC_BYTES
 }  // namespace base
 
 #ifdef SOLSA_CPU_AVX2
@@ -37,10 +37,23 @@ namespace base {
 #pragma GCC push_options
 #pragma GCC target("avx2")
 namespace avx2 {
-#define SOLSA_SEG_VEC_BYTES 64
+#define SOLSA_VEC_BYTES 32
 #include "forward_segment_cpu.inc"
-#undef SOLSA_SEG_VEC_BYTES
+#undef SOLSA_VEC_BYTES
 }  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+#ifdef SOLSA_CPU_AVX512
+// And for AVX-512 (zmm registers preferred over GCC's default ymm), picked when the CPU
+// has avx512f; the same operations again, so the same bits.
+#pragma GCC push_options
+#pragma GCC target("avx512f", "prefer-vector-width=512")
+namespace avx512 {
+#define SOLSA_VEC_BYTES 64
+#include "forward_segment_cpu.inc"
+#undef SOLSA_VEC_BYTES
+}  // namespace avx512
 #pragma GCC pop_options
 #endif
 
@@ -49,6 +62,12 @@ namespace avx2 {
 void forward_segment_cpu(const ForwardSegmentParams& p, int num_threads) {
   if (!forward_segment_check(p)) return;
   const int nt = resolve_threads(num_threads);
+#ifdef SOLSA_CPU_AVX512
+  if (cpu_use_avx512()) {
+    avx512::run(p, nt);
+    return;
+  }
+#endif
 #ifdef SOLSA_CPU_AVX2
   if (cpu_use_avx2()) {
     avx2::run(p, nt);
