@@ -25,6 +25,7 @@ import torch
 from .neuron import NeuronConfig, decay_gain_coef
 from .reference import LayerGrads, LayerParams, LayerState, layer_step_ref, learn_ref, spatial_error_ref
 from .rule import RuleFlags
+from .segment_plan import SegmentPlan
 from .step_plan import StepPlan
 
 BACKENDS = ("fused", "reference")
@@ -88,6 +89,7 @@ class OnlineEngine:
         self._ref: list[LayerState] = []
         self._plan: Optional[StepPlan] = None
         self._planned_step = False  # whether the last forward() ran through self._plan
+        self._seg_plan: Optional[SegmentPlan] = None
         self._grads = [self._new_grads(p) for p in self.params]
 
     # ----------------------------------------------------------------- helpers
@@ -122,6 +124,7 @@ class OnlineEngine:
         self._t = 0
         self._plan = None
         self._planned_step = False
+        self._seg_plan = None
         w = self.params[0].w
         if self.backend == "fused":
             self._fused = [_FusedLayer(p, batch_size, self.rule) for p in self.params]
@@ -142,6 +145,17 @@ class OnlineEngine:
             return False
         if self._plan is None or not self._plan.matches(self):
             self._plan = StepPlan(self)
+        return True
+
+    def _use_seg_plan(self) -> bool:
+        """Whether a chunk may call the segment kernels through a :class:`SegmentPlan`
+        (same conditions as :meth:`_use_plan`)."""
+        from .ops import input_checks_enabled
+
+        if input_checks_enabled() or self.params[0].w.device.type != "cpu":
+            return False
+        if self._seg_plan is None or not self._seg_plan.matches(self):
+            self._seg_plan = SegmentPlan(self, SEGMENT_CHUNK)
         return True
 
     @torch.no_grad()
@@ -261,6 +275,12 @@ class OnlineEngine:
             raise ValueError(
                 f"OnlineEngine.run_segment: x_seg must have shape ({self._batch}, {C}, S), got {tuple(x_seg.shape)}"
             )
+        w0 = self.params[0].w
+        if x_seg.dtype != w0.dtype or x_seg.device != w0.device:
+            raise ValueError(
+                f"OnlineEngine.run_segment: x_seg must be {w0.dtype} on {w0.device} like the parameters, "
+                f"got {x_seg.dtype} on {x_seg.device}"
+            )
         S = x_seg.shape[2]
         if mask is not None and tuple(mask.shape) != (S, self._batch):
             raise ValueError(
@@ -292,6 +312,8 @@ class OnlineEngine:
         return mu.contiguous()
 
     def _segment_fused(self, xc: torch.Tensor, dEdO_fn, mask) -> torch.Tensor:
+        if xc.shape[0] <= SEGMENT_CHUNK and self._use_seg_plan():
+            return self._seg_plan.run(self, xc, lambda O, sg: self._top_error(dEdO_fn, O, sg, mask))
         n, r = self.neuron, self.rule
         Sc, B = xc.shape[0], xc.shape[1]
         inps, sg0s, sgseqs = [], [], []

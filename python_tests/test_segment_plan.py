@@ -1,0 +1,124 @@
+"""OnlineEngine's segment fast path (solsa_ext.segment_plan.SegmentPlan) against the ops path.
+
+With input checks off the fused CPU engine runs each chunk of ``run_segment`` through a
+SegmentPlan (params structs and buffers built once per reset); with them on it goes through
+torch.ops.solsa.forward_segment / learn_segment. Both must give the same bits: spikes,
+states and gradients, for every flag case, with a sample mask, a strided input, segments
+longer than one chunk, an in-place parameter update between segments (seen by the plan)
+and a replaced parameter (the plan is rebuilt).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solsa_ext import ops
+from solsa_ext.engine import SEGMENT_CHUNK, OnlineEngine
+
+from _netutil import FLAG_CASES, NEURON, draw_case
+
+
+def _drive(eng, x, C, mask, checks, bounds, hook=None):
+    B, _, T = x.shape
+    eng.reset(B)
+    outs, plans = [], []
+    with ops.input_checks(checks):
+        for k, (t0, t1) in enumerate(bounds):
+            if hook is not None:
+                hook(k)
+            # a per-step loss whose derivative uses O[s] and the step's own target only
+            O = eng.run_segment(x[:, :, t0:t1], lambda O, t0=t0: O - C[:, :, t0:t0 + O.shape[0]].permute(2, 0, 1),
+                                mask[t0:t1])
+            outs.append(O)
+            plans.append(eng._seg_plan)
+    states = [(s.F, s.e, s.V, s.O, s.sg) for s in eng._fused]
+    return outs, states, [(g.w.clone(), None if g.decay is None else g.decay.clone(),
+                           None if g.gain is None else g.gain.clone()) for g in eng.grads()], plans
+
+
+def _same(a, b, what):
+    if a is None or b is None:
+        assert a is None and b is None, what
+        return
+    assert torch.equal(a, b), f"{what}: max diff {(a - b).abs().max().item()}"
+
+
+@pytest.mark.parametrize("rule_name", sorted(FLAG_CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_segment_plan_equals_ops_path(rule_name, dtype):
+    rule = FLAG_CASES[rule_name]
+    sizes, B, T = (5, 7, 1, 3), 4, 2 * SEGMENT_CHUNK + 9
+    params, x, gen = draw_case(sizes, B, T, dtype, rule, seed=7)
+    x = x.permute(2, 1, 0).contiguous().permute(2, 1, 0)  # strided input
+    C = torch.rand(B, sizes[-1], T, generator=gen, dtype=torch.float64).round().to(dtype)
+    mask = (torch.rand(T, B, generator=gen) < 0.8).to(dtype)
+    bounds = [(0, 1), (1, 6), (6, 6 + SEGMENT_CHUNK + 3), (6 + SEGMENT_CHUNK + 3, T)]  # 1 step, short, > a chunk
+
+    planned = OnlineEngine(params, NEURON, rule, backend="fused")
+    plain = OnlineEngine(params, NEURON, rule, backend="fused")
+    o1, s1, g1, p1 = _drive(planned, x, C, mask, False, bounds)
+    o2, s2, g2, p2 = _drive(plain, x, C, mask, True, bounds)
+    assert all(p is not None for p in p1) and len({id(p) for p in p1}) == 1, "one plan per reset"
+    assert all(p is None for p in p2)
+    for k, (a, b) in enumerate(zip(o1, o2)):
+        _same(a, b, f"spikes of segment {k}")
+    for l, (a, b) in enumerate(zip(s1, s2)):
+        for name, u, v in zip(("F", "e", "V", "O", "sg"), a, b):
+            _same(u, v, f"layer {l} {name}")
+    for l, (a, b) in enumerate(zip(g1, g2)):
+        for name, u, v in zip(("w", "decay", "gain"), a, b):
+            _same(u, v, f"layer {l} grad {name}")
+    assert any(g[0].abs().sum() > 0 for g in g1), "the test must exercise nonzero gradients"
+    assert sum(o.sum() for o in o1) > 0, "the test must exercise spikes"
+
+
+def test_segment_plan_sees_in_place_updates_and_rebuilds_on_replaced_params():
+    rule = FLAG_CASES["solsa"]
+    sizes, B, T = (4, 6, 3), 3, 24
+    params, x, gen = draw_case(sizes, B, T, torch.float64, rule, seed=5)
+    C = torch.rand(B, sizes[-1], T, generator=gen, dtype=torch.float64).round()
+    mask = torch.ones(T, B, dtype=torch.float64)
+    bounds = [(0, 6), (6, 12), (12, 18), (18, 24)]
+    runs = []
+    for checks in (False, True):
+        ps = [type(p)(p.w.clone(), p.decay.clone(), p.gain.clone()) for p in params]
+        eng = OnlineEngine(ps, NEURON, rule, backend="fused")
+
+        def hook(k, ps=ps):
+            if k == 1:
+                ps[1].w.mul_(0.5)  # in place: same pointer, the kernels read the new values
+            if k == 2:
+                ps[0].gain = ps[0].gain * 1.1  # a new tensor: the plan must be rebuilt
+
+        runs.append(_drive(eng, x, C, mask, checks, bounds, hook))
+    o1, s1, g1, plans = runs[0]
+    o2, s2, g2, _ = runs[1]
+    assert plans[1] is plans[0] and plans[2] is not plans[1] and plans[3] is plans[2]
+    for a, b in zip(o1, o2):
+        _same(a, b, "spikes")
+    for a, b in zip(g1, g2):
+        for u, v in zip(a, b):
+            _same(u, v, "grad")
+
+
+def test_segment_plan_returns_spikes_that_later_chunks_do_not_overwrite():
+    rule = FLAG_CASES["ottt"]
+    params, x, gen = draw_case((3, 5, 2), 2, 3 * SEGMENT_CHUNK, torch.float32, rule, seed=4)
+    eng = OnlineEngine(params, NEURON, rule, backend="fused")
+    eng.reset(2)
+    with ops.input_checks(False):
+        first = eng.run_segment(x[:, :, :SEGMENT_CHUNK], lambda O: O)
+        kept = first.clone()
+        eng.run_segment(x[:, :, SEGMENT_CHUNK:], lambda O: O)
+    assert torch.equal(first, kept)
+
+
+def test_run_segment_rejects_wrong_dtype_and_device():
+    rule = FLAG_CASES["solsa"]
+    params, x, _ = draw_case((3, 4, 2), 2, 5, torch.float32, rule, seed=1)
+    eng = OnlineEngine(params, NEURON, rule, backend="fused")
+    eng.reset(2)
+    for checks in (False, True):
+        with ops.input_checks(checks):
+            with pytest.raises(ValueError, match="x_seg must be torch.float32"):
+                eng.run_segment(x.double(), lambda O: O)
