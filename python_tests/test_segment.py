@@ -335,3 +335,46 @@ def test_segment_ops_cuda_match_cpu(rule_name, S):
     for a, b in zip(f_gpu + l_gpu, f_cpu + l_cpu):
         if isinstance(a, torch.Tensor):
             _close(a.cpu(), b, torch.float64, "cuda vs cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("rule_name", ["eprop", "ottt"])
+def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
+    """Without the filter the CPU kernels skip inputs that are 0 (spikes): spike input with
+    +0 and -0 entries (and a row with no spike at all) must still give the per-step op's
+    states bitwise and its gradients to the tolerance."""
+    rule = FLAG_CASES[rule_name]
+    S, B, n_out, n_in = 9, 5, 19, 37
+    gen = torch.Generator().manual_seed(11)
+    w = (torch.randn(n_out, n_in, generator=gen, dtype=torch.float64) * 0.8).to(dtype)
+    spikes = (torch.rand(WARM + S, B, n_in, generator=gen) < 0.15).to(dtype)
+    neg0 = torch.rand(WARM + S, B, n_in, generator=gen) < 0.3
+    xs = torch.where(neg0 & (spikes == 0), torch.tensor(-0.0, dtype=dtype), spikes)
+    xs[:, 0] = 0.0  # sample 0 never spikes
+    assert (torch.signbit(xs) & (xs == 0)).any()
+    mu = torch.randn(S, B, n_out, generator=gen, dtype=torch.float64).to(dtype)
+    p = LayerParams(w, torch.zeros_like(w), torch.zeros_like(w))
+
+    s = _Layer(B, n_out, n_in, dtype, rule)
+    for t in range(WARM):
+        _step(xs[t], p, s, rule)
+    seg = s.clone()
+    g1 = _grads(p, rule)
+    O1 = []
+    for k in range(S):
+        _step(xs[WARM + k], p, s, rule)
+        O1.append(s.O.clone())
+        torch.ops.solsa.learn(mu[k], s.e, g1.w, None, None, None, None, None, 1.0)
+    g2 = _grads(p, rule)
+    O2 = torch.empty(S, B, n_out, dtype=dtype)
+    sg2 = torch.empty(S, B, n_out, dtype=dtype)
+    sg0 = seg.sg.clone()
+    xseg = xs[WARM:].contiguous()
+    torch.ops.solsa.forward_segment(xseg, w, None, None, None, seg.V, seg.O, seg.sg, O2, sg2, LAM, VTH, SIG)
+    torch.ops.solsa.learn_segment(xseg, w, None, None, None, seg.e, sg0, sg2, mu, g2.w, None, None,
+                                  [1.0] * S, LAM, VTH, rule.reset_in_trace)
+    assert torch.equal(O2, torch.stack(O1))
+    assert O2.sum() > 0, "the test needs spikes"
+    for name in ("V", "O", "sg", "e"):
+        assert torch.equal(getattr(seg, name), getattr(s, name)), f"{name} differs from the per-step op"
+    _close(g2.w, g1.w, dtype, "grad w vs per-step ops")

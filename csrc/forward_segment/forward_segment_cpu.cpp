@@ -7,6 +7,8 @@
 // (L1-resident). The j reduction of each step is the step op's: lane j % kLanes, every
 // lane summing its j's in increasing order, then the fixed pairwise tree; so V, O, sg
 // are bitwise those of S step calls and independent of the thread count. F is only read.
+// Without the filter (e-prop, OTTT) the work is one task per sample b instead, vectorised
+// over the rows i, skipping zero inputs (impl_nofilter in the .inc explains it).
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>

@@ -12,9 +12,9 @@
 // (mu, k, c_t * mu) are gathered once per row into a small thread-private array. Sums:
 // b outer, t inner, fixed order: bitwise independent of the thread count. F and e are updated with the step
 // op's expressions, so they are bitwise those of S step calls.
-// Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows, so every owner runs
-// the recurrence on a private copy of its piece; after a barrier a second loop
-// (parallel over b) advances the shared trace itself.
+// Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows; its segment gradient is
+// a product of backward-discounted errors with the inputs (impl_presyn in the .inc,
+// which explains it), and the trace itself is advanced afterwards, parallel over b.
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>

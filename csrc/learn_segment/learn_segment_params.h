@@ -26,8 +26,9 @@
 //   ggain  += c_t * w_ij * sum_b mu[t]_bi * x_tbj
 // F and e come out bitwise equal to S calls of the step op; the gradients equal S
 // calls of the learn op in exact arithmetic (the sums run in another order: for each
-// gradient element b outer, t inner, then added once), deterministic for any thread
-// count.
+// gradient element b outer, t inner, then added once; with the presynaptic trace as
+// sum_b (lam M_b[0] e_b + sum_t M_b[t] x_tb), M the errors discounted backwards,
+// M[t] = mu[t] + lam M[t+1]), deterministic for any thread count.
 #pragma once
 #include <cstdint>
 #include <stdexcept>
