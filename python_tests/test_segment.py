@@ -4,7 +4,9 @@ OnlineEngine.run_segment == the per-step ops, the per-step engine and the eager 
 The segment ops evaluate the step op's expressions in the step op's order, so spikes and
 states (V, O, sg, F, e) are compared bitwise with S per-step calls; the gradients are
 summed in another order (b outer, t inner) and compared to the tolerances of
-docs/OPS.md (float64 1e-10, float32 2e-5, relative to max(1, |reference|)).
+docs/OPS.md (float64 1e-10, float32 2e-5, relative to max(1, |reference|)). One state is
+the exception, by design: e-prop's trace e, which learn_segment advances over the whole
+segment at once (unrolled recurrence, docs/OPS.md), is compared to those tolerances too.
 """
 from __future__ import annotations
 
@@ -29,6 +31,14 @@ def _close(a, b, dtype, what):
     scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
     err = (a.double() - b.double()).abs().max().item() if b.numel() else 0.0
     assert err <= TOL[dtype] * scale, f"{what}: max abs err {err:.3e} > {TOL[dtype]:.0e} * {scale:.3g}"
+
+
+def _same_state(a, b, name, rule, dtype, what):
+    """Bitwise, except e-prop's trace (advanced by an unrolled recurrence: round-off)."""
+    if name == "e" and not rule.filter and rule.reset_in_trace:
+        _close(a, b, dtype, what)
+    else:
+        assert torch.equal(a, b), what
 
 
 def _strided(x_sbn: torch.Tensor) -> torch.Tensor:
@@ -121,7 +131,7 @@ def test_segment_ops_match_per_step_and_reference(S, B, n_out, n_in, strided, ru
     for name in ("V", "O", "sg", "e", "F"):
         a, b = getattr(seg, name), getattr(s, name)
         if b is not None:
-            assert torch.equal(a, b), f"{name} differs from the per-step op"
+            _same_state(a, b, name, rule, dtype, f"{name} differs from the per-step op")
     assert torch.equal(sg2, sg1)
     for name in ("w", "decay", "gain"):
         a, b = getattr(g2, name), getattr(g1, name)
@@ -191,7 +201,7 @@ def test_run_segment_matches_per_step_engine(sizes, B, T, seg, rule_name, dtype)
     for l, (a, b) in enumerate(zip(e2._fused, e1._fused)):
         for name in ("F", "e", "V", "O", "sg"):
             if getattr(b, name) is not None:
-                assert torch.equal(getattr(a, name), getattr(b, name)), f"layer {l} {name} differs"
+                _same_state(getattr(a, name), getattr(b, name), name, rule, dtype, f"layer {l} {name} differs")
     for l, (a, b) in enumerate(zip(e2.grads(), e1.grads())):
         for name in ("w", "decay", "gain"):
             if getattr(b, name) is not None:
@@ -376,5 +386,5 @@ def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
     assert torch.equal(O2, torch.stack(O1))
     assert O2.sum() > 0, "the test needs spikes"
     for name in ("V", "O", "sg", "e"):
-        assert torch.equal(getattr(seg, name), getattr(s, name)), f"{name} differs from the per-step op"
+        _same_state(getattr(seg, name), getattr(s, name), name, rule, dtype, f"{name} differs from the per-step op")
     _close(g2.w, g1.w, dtype, "grad w vs per-step ops")

@@ -1,20 +1,26 @@
 // CPU (OpenMP) kernel of torch.ops.solsa.learn_segment; semantics in
 // learn_segment_params.h.
 //
-// Work unit: a chunk of kChunk consecutive elements of the row-major (n_out, n_in)
-// gradient (static schedule), as learn_cpu.cpp; every gradient element, and the F / e
-// elements of every b behind it, has one owner. The owner sweeps its elements in groups
-// of a few j's; for each group, b = 0..B-1 (outer) and t = 0..S-1 (inner) run with F, e
-// and the gradient sums in registers:
-//   F = decay*F + gain*x[t]  (x[t] without the filter);  e = k_t*e + F
-//   aw += mu_t * e;   ad += (c_t * mu_t) * F_old;   ag += (c_t * mu_t) * x[t]
-// then gw += aw; gdecay += w * ad; ggain += w * ag once. The per-(b, t) scalars of a row
-// (mu, k, c_t * mu) are gathered once per row into a small thread-private array. Sums:
-// b outer, t inner, fixed order: bitwise independent of the thread count. F and e are updated with the step
-// op's expressions, so they are bitwise those of S step calls.
-// Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows; its segment gradient is
-// a product of backward-discounted errors with the inputs (impl_presyn in the .inc,
-// which explains it), and the trace itself is advanced afterwards, parallel over b.
+// Three kernels, by configuration:
+// - With the filter (SOLSA and its variants), work unit: a chunk of kChunk consecutive
+//   elements of the row-major (n_out, n_in) gradient (static schedule), as learn_cpu.cpp;
+//   every gradient element, and the F / e elements of every b behind it, has one owner.
+//   The owner sweeps its elements in groups of a few j's; for each group, b = 0..B-1
+//   (outer) and t = 0..S-1 (inner) run with F, e and the gradient sums in registers:
+//     F = decay*F + gain*x[t];  e = k_t*e + F
+//     aw += mu_t * e;   ad += (c_t * mu_t) * F_old;   ag += (c_t * mu_t) * x[t]
+//   then gw += aw; gdecay += w * ad; ggain += w * ag once. The per-(b, t) scalars of a
+//   row (mu, k, c_t * mu) are gathered once per row into a small thread-private array.
+//   Sums: b outer, t inner, fixed order: bitwise independent of the thread count. F and
+//   e are updated with the step op's expressions, so they are bitwise those of S step
+//   calls.
+// - e-prop (no filter, per-synapse trace with the reset term): the trace recurrence is
+//   unrolled over the segment (impl_eprop in the .inc explains it), so each trace element
+//   is read and written once per segment and zero inputs drop out; e equals S step calls
+//   to round-off (not bitwise).
+// - Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows; its segment gradient
+//   is a product of backward-discounted errors with the inputs (impl_presyn in the .inc),
+//   and the trace itself is advanced afterwards, parallel over b (bitwise).
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>

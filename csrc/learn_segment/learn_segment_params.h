@@ -24,7 +24,9 @@
 //   gw     += sum_b mu[t]_bi * e_bij
 //   gdecay += c_t * w_ij * sum_b mu[t]_bi * Fp_bij
 //   ggain  += c_t * w_ij * sum_b mu[t]_bi * x_tbj
-// F and e come out bitwise equal to S calls of the step op; the gradients equal S
+// F and e come out bitwise equal to S calls of the step op (except e-prop's e, the
+// per-synapse trace without the filter: its recurrence is unrolled over the segment, so
+// it is equal to round-off, see learn_segment_cpu.inc); the gradients equal S
 // calls of the learn op in exact arithmetic (the sums run in another order: for each
 // gradient element b outer, t inner, then added once; with the presynaptic trace as
 // sum_b (lam M_b[0] e_b + sum_t M_b[t] x_tb), M the errors discounted backwards,
