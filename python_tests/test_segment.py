@@ -352,7 +352,8 @@ def test_segment_ops_cuda_match_cpu(rule_name, S):
 def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
     """Without the filter the CPU kernels skip inputs that are 0 (spikes): spike input with
     +0 and -0 entries (and a row with no spike at all) must still give the per-step op's
-    states bitwise and its gradients to the tolerance."""
+    states bitwise (e-prop's trace: to the tolerance, see the module doc) and its gradients
+    to the tolerance."""
     rule = FLAG_CASES[rule_name]
     S, B, n_out, n_in = 9, 5, 19, 37
     gen = torch.Generator().manual_seed(11)
