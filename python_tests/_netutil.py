@@ -100,3 +100,11 @@ def run_engine(x, params, rule, dEdO, backend="fused", mask=None):
 
 def reference(x, params, rule, dEdO, mask=None):
     return solsa_ref(x, params, NEURON, rule, dEdO, mask)
+
+
+def assert_same(a, b, what):
+    """Both None, or bitwise equal tensors (the message gives the largest difference)."""
+    if a is None or b is None:
+        assert a is None and b is None, what
+        return
+    assert torch.equal(a, b), f"{what}: max diff {(a - b).abs().max().item()}"

@@ -16,6 +16,7 @@ from solsa_ext import ops
 from solsa_ext.engine import SEGMENT_CHUNK, OnlineEngine
 
 from _netutil import FLAG_CASES, NEURON, draw_case
+from _netutil import assert_same as _same
 
 
 def _drive(eng, x, C, mask, checks, bounds, hook=None):
@@ -34,13 +35,6 @@ def _drive(eng, x, C, mask, checks, bounds, hook=None):
     states = [(s.F, s.e, s.V, s.O, s.sg) for s in eng._fused]
     return outs, states, [(g.w.clone(), None if g.decay is None else g.decay.clone(),
                            None if g.gain is None else g.gain.clone()) for g in eng.grads()], plans
-
-
-def _same(a, b, what):
-    if a is None or b is None:
-        assert a is None and b is None, what
-        return
-    assert torch.equal(a, b), f"{what}: max diff {(a - b).abs().max().item()}"
 
 
 @pytest.mark.parametrize("rule_name", sorted(FLAG_CASES))

@@ -14,6 +14,7 @@ from solsa_ext import ops
 from solsa_ext.engine import OnlineEngine
 
 from _netutil import FLAG_CASES, NEURON, draw_case
+from _netutil import assert_same as _same
 
 
 def _drive(eng, x, C, mask, checks, hook=None):
@@ -29,13 +30,6 @@ def _drive(eng, x, C, mask, checks, hook=None):
             eng.backward(C[:, :, t] + O, mask[:, t])
     states = [(s.F, s.F_prev, s.e, s.V, s.O, s.sg) for s in eng._fused]
     return outs, states, eng.grads()
-
-
-def _same(a, b, what):
-    if a is None or b is None:
-        assert a is None and b is None, what
-        return
-    assert torch.equal(a, b), f"{what}: max diff {(a - b).abs().max().item()}"
 
 
 @pytest.mark.parametrize("rule_name", sorted(FLAG_CASES))
