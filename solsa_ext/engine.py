@@ -256,9 +256,10 @@ class OnlineEngine:
 
         Equivalent to ``for s in range(S): O = forward(x_seg[:, :, s]); backward(dEdO(O), mask[s])``:
         the states (F, e, V, O, sg), the spikes and the step counter come out the same (the
-        fused backend: bitwise for the states and spikes, the gradients to round-off, since
-        they are summed in another order). The segment is processed in chunks of at most
-        ``SEGMENT_CHUNK`` (16) steps. ``dEdO_fn`` is called once per chunk with the chunk's
+        fused backend: bitwise for the states and spikes, except e-prop's per-synapse trace
+        ``e``, which the CPU kernel advances over the whole segment at once; that trace and
+        the gradients agree to round-off, since they are summed in another order). The
+        segment is processed in chunks of at most ``SEGMENT_CHUNK`` (16) steps. ``dEdO_fn`` is called once per chunk with the chunk's
         top spikes ``O`` (S_c, B, N_top) and must return dE[t]/dO_top[t] for each of its steps,
         (S_c, B, N_top); it must use ``O[s]`` only for the derivative of step s (true of the
         per-step losses). While it runs, :attr:`t` is the index of the step after the chunk,
