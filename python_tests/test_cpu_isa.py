@@ -101,3 +101,17 @@ def test_avx512_and_baseline_builds_agree_bitwise(tmp_path):
         pytest.skip("this build has no AVX-512 copy of the kernels (non-GCC or non-x86-64 build)")
     assert base["isa"] == "baseline"
     _assert_same_bits(fast, base)
+
+
+def test_unknown_isa_setting_warns():
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SOLSA_CPU_ISA="avx9000")
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", "import solsa_ext.ops"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "SOLSA_CPU_ISA='avx9000' is not one of" in r.stderr
+    env["SOLSA_CPU_ISA"] = "avx2"
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", "import solsa_ext.ops"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -389,3 +389,31 @@ def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
     for name in ("V", "O", "sg", "e"):
         _same_state(getattr(seg, name), getattr(s, name), name, rule, dtype, f"{name} differs from the per-step op")
     _close(g2.w, g1.w, dtype, "grad w vs per-step ops")
+
+
+def test_ops_refuse_outputs_that_alias_other_arguments():
+    """The kernels write through raw pointers: an output sharing memory with another
+    argument must be refused (it ran silently before)."""
+    rule = FLAG_CASES["solsa"]
+    S, B, n_out, n_in = 3, 2, 4, 5
+    (p,), x, gen = draw_case((n_in, n_out), B, S, torch.float64, rule, seed=2)
+    xs = x.permute(2, 0, 1).contiguous()
+    s = _Layer(B, n_out, n_in, torch.float64, rule)
+    O_seq = torch.zeros(S, B, n_out, dtype=torch.float64)
+    sg_seq = torch.zeros_like(O_seq)
+    with pytest.raises(ValueError, match="'V' \\(written by the kernel\\) overlaps argument 'O'"):
+        torch.ops.solsa.forward_segment(xs, p.w, p.decay, p.gain, s.F, s.V, s.V, s.sg, O_seq, sg_seq, LAM, VTH, SIG)
+    with pytest.raises(ValueError, match="'O_seq' \\(written by the kernel\\) overlaps argument 'sg_seq'"):
+        torch.ops.solsa.forward_segment(xs, p.w, p.decay, p.gain, s.F, s.V, s.O, s.sg, O_seq, O_seq, LAM, VTH, SIG)
+    big = torch.zeros(2 * B * n_out, dtype=torch.float64)
+    V, O = big[: B * n_out].view(B, n_out), big[B * n_out - 1: 2 * B * n_out - 1].view(B, n_out)  # one element shared
+    with pytest.raises(ValueError, match="overlaps"):
+        torch.ops.solsa.step(xs[0], p.w, p.decay, p.gain, s.F, None, s.e, V, O, s.sg, LAM, VTH, SIG, True)
+    g = _grads(p, rule)
+    with pytest.raises(ValueError, match="'gw' \\(written by the kernel\\) overlaps argument 'e'"):
+        torch.ops.solsa.learn(torch.zeros(B, n_out, dtype=torch.float64), s.e, s.e[1], None, None, None, None, None, 1.0)
+    with pytest.raises(ValueError, match="'gw' \\(written by the kernel\\) overlaps argument 'w'"):
+        torch.ops.solsa.learn_segment(xs, p.w, p.decay, p.gain, s.F, s.e, s.sg, O_seq, O_seq, p.w, g.decay, g.gain,
+                                      [1.0] * S, LAM, VTH, True)
+    # separate tensors still run
+    torch.ops.solsa.forward_segment(xs, p.w, p.decay, p.gain, s.F, s.V, s.O, s.sg, O_seq, sg_seq, LAM, VTH, SIG)

@@ -116,3 +116,57 @@ def test_run_segment_rejects_wrong_dtype_and_device():
         with ops.input_checks(checks):
             with pytest.raises(ValueError, match="x_seg must be torch.float32"):
                 eng.run_segment(x.double(), lambda O: O)
+
+
+def _fresh(rule_name, dtype=torch.float64, sizes=(5, 4, 3)):
+    rule = FLAG_CASES[rule_name]
+    params, x, _ = draw_case(sizes, 2, 10, dtype, rule, seed=9)
+    return rule, params, x
+
+
+@pytest.mark.parametrize("path", ["segment", "step"])
+@pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])
+def test_plans_refuse_parameters_the_states_were_not_made_for(rule_name, path):
+    """With checks off no op validates the parameters: the plans must, before they hand
+    raw pointers to the kernels (a wrong shape or dtype corrupted memory, a non-contiguous
+    view gave wrong answers)."""
+    def run(eng, x):
+        with ops.input_checks(False):
+            if path == "segment":
+                eng.run_segment(x, lambda O: O - 0.3)
+            else:
+                eng.forward(x[:, :, 0])
+
+    # non-contiguous from the start
+    rule, params, x = _fresh(rule_name)
+    params[0].w = params[0].w.t().contiguous().t()
+    eng = OnlineEngine(params, NEURON, rule, backend="fused")
+    eng.reset(2)
+    with pytest.raises(ValueError, match="layer 0 'w' must be contiguous"):
+        run(eng, x)
+    # replaced between segments: another shape, another dtype, a non-contiguous view
+    for l, change, msg in [(1, lambda p: torch.zeros(3, 7, dtype=p.w.dtype), r"layer 1 'w' is torch.float64 \(3, 7\)"),
+                           (1, lambda p: p.w.float(), "layer 1 'w' is torch.float32"),
+                           (0, lambda p: p.w.t().contiguous().t(), "layer 0 'w' must be contiguous")]:
+        rule, params, x = _fresh(rule_name)
+        eng = OnlineEngine(params, NEURON, rule, backend="fused")
+        eng.reset(2)
+        run(eng, x)
+        params[l].w = change(params[l])
+        with pytest.raises(ValueError, match=msg):
+            run(eng, x)
+
+
+def test_engine_refuses_mixed_dtypes_and_shapes():
+    rule, params, _ = _fresh("solsa")
+    params[1].w = params[1].w.float()
+    with pytest.raises(TypeError, match="layer 1 'w' is torch.float32"):
+        OnlineEngine(params, NEURON, rule, backend="fused")
+    rule, params, _ = _fresh("solsa")
+    params[1].gain = params[1].gain.float()
+    with pytest.raises(TypeError, match="layer 1 'gain'"):
+        OnlineEngine(params, NEURON, rule, backend="fused")
+    rule, params, _ = _fresh("solsa")
+    params[0].decay = params[0].decay[:, :2]
+    with pytest.raises(ValueError, match="layer 0 'decay' has shape"):
+        OnlineEngine(params, NEURON, rule, backend="fused")

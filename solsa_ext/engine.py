@@ -77,6 +77,24 @@ class OnlineEngine:
                 )
         if rule.filter and any(p.decay is None or p.gain is None for p in params):
             raise ValueError("OnlineEngine: the synapse filter needs decay and gain for every layer")
+        dt, dev = params[0].w.dtype, params[0].w.device
+        if dt not in (torch.float32, torch.float64):
+            raise TypeError(f"OnlineEngine: parameters must be float32 or float64, layer 0 'w' is {dt}")
+        for l, p in enumerate(params):
+            for name in ("w", "decay", "gain"):
+                t = getattr(p, name)
+                if t is None:
+                    continue
+                if t.dtype != dt or t.device != dev:
+                    raise TypeError(
+                        f"OnlineEngine: layer {l} '{name}' is {t.dtype} on {t.device} but layer 0 'w' is {dt} on "
+                        f"{dev}: all parameters must share one dtype and device"
+                    )
+                if tuple(t.shape) != tuple(p.w.shape):
+                    raise ValueError(
+                        f"OnlineEngine: layer {l} '{name}' has shape {tuple(t.shape)}, expected {tuple(p.w.shape)} "
+                        f"(n_out, n_in) like 'w'"
+                    )
         if backend == "fused":
             from . import ops  # noqa: F401  (registers torch.ops.solsa)
         self.params = list(params)
@@ -137,6 +155,25 @@ class OnlineEngine:
             for s in self._fused:
                 s.F_prev = torch.zeros_like(s.F)
 
+    def _check_plan_params(self) -> None:
+        """Before a plan hands raw pointers to the kernels (checks off, no op in between):
+        every parameter must still be what the states and gradients were allocated for."""
+        for l, (p, g) in enumerate(zip(self.params, self._grads)):
+            want_shape, want_dtype = tuple(g.w.shape), g.w.dtype
+            names = ("w", "decay", "gain") if self.rule.filter else ("w",)
+            for name in names:
+                t = getattr(p, name)
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"OnlineEngine: layer {l} '{name}' must be a tensor, got {type(t).__name__}")
+                if tuple(t.shape) != want_shape or t.dtype != want_dtype or t.device.type != "cpu":
+                    raise ValueError(
+                        f"OnlineEngine: layer {l} '{name}' is {t.dtype} {tuple(t.shape)} on {t.device}, but this "
+                        f"engine's states and gradients are {want_dtype} {want_shape} on cpu; a parameter of "
+                        "another shape, dtype or device needs a new OnlineEngine"
+                    )
+                if not t.is_contiguous():
+                    raise ValueError(f"OnlineEngine: layer {l} '{name}' must be contiguous (call .contiguous())")
+
     def _use_plan(self) -> bool:
         """Whether this step may call the kernels through a :class:`StepPlan` (see its docstring)."""
         from .ops import input_checks_enabled
@@ -144,6 +181,7 @@ class OnlineEngine:
         if input_checks_enabled() or self.params[0].w.device.type != "cpu":
             return False
         if self._plan is None or not self._plan.matches(self):
+            self._check_plan_params()
             self._plan = StepPlan(self)
         return True
 
@@ -155,6 +193,7 @@ class OnlineEngine:
         if input_checks_enabled() or self.params[0].w.device.type != "cpu":
             return False
         if self._seg_plan is None or not self._seg_plan.matches(self):
+            self._check_plan_params()
             self._seg_plan = SegmentPlan(self, SEGMENT_CHUNK)
         return True
 

@@ -8,6 +8,8 @@ pointers and pick the CPU thread count or the current CUDA stream.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -20,6 +22,17 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "package with `pip install .` (or `pip install -e .` for development) first. "
         f"Original error: {exc}"
     ) from exc
+
+# SOLSA_CPU_ISA caps the instruction set of the CPU kernels (read by the C++ core, which
+# ignores values it does not know): say so instead of silently running the best build.
+_ISA_CAPS = ("baseline", "avx2", "avx512")
+if os.environ.get("SOLSA_CPU_ISA", "") not in ("",) + _ISA_CAPS:
+    warnings.warn(
+        f"SOLSA_CPU_ISA={os.environ['SOLSA_CPU_ISA']!r} is not one of {_ISA_CAPS}: ignored, the CPU "
+        f"kernels run their {_C.cpu_isa()!r} build",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 LIB = torch.library.Library("solsa", "DEF")
 
@@ -35,7 +48,9 @@ def input_checks_enabled() -> bool:
 def input_checks(enabled: bool) -> Iterator[None]:
     """Turn the per-call NaN/Inf scans of the ops' inputs on or off inside a block.
 
-    Shape, dtype, device and layout checks always run. The finiteness scans cost one
+    The ops' shape, dtype, device, layout and overlap checks always run (and the engine's
+    plans, which bypass the ops with checks off, validate the parameters when they are
+    built). The finiteness scans cost one
     pass over each read-only input, and on CUDA a device synchronisation, so callers
     that validated their data once up front (the Trainer does) may switch them off.
     """
@@ -96,6 +111,43 @@ def check_tensor(
         )
     if finite and _checks_enabled and t.numel() and not _is_fake(t) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"solsa.{op}: argument '{name}' contains NaN or Inf")
+
+
+def _byte_span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last + 1) bytes the tensor's elements occupy (any strides)."""
+    if t.numel() == 0:
+        return (0, 0)
+    lo = hi = t.data_ptr()
+    for size, stride in zip(t.shape, t.stride()):
+        ext = (size - 1) * stride * t.element_size()
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    return (lo, hi + t.element_size())
+
+
+def check_no_overlap(op: str, written: dict, read: dict) -> None:
+    """Every tensor the kernel writes must share no memory with any other argument (the
+    kernels read and write through raw pointers: an output aliasing an input or another
+    output gives wrong results)."""
+    items = [(n, t) for n, t in {**read, **written}.items() if isinstance(t, torch.Tensor)]
+    if any(_is_fake(t) for _, t in items):
+        return
+    spans = {n: _byte_span(t) for n, t in items}
+    for wn, wt in written.items():
+        if not isinstance(wt, torch.Tensor) or wt.numel() == 0:
+            continue
+        a0, a1 = spans[wn]
+        for n, _ in items:
+            if n == wn or spans[n][0] == spans[n][1]:
+                continue
+            b0, b1 = spans[n]
+            if a0 < b1 and b0 < a1:
+                raise ValueError(
+                    f"solsa.{op}: argument '{wn}' (written by the kernel) overlaps argument '{n}' in memory; "
+                    "pass separate tensors"
+                )
 
 
 def check_dims(op: str, name: str, t: torch.Tensor, ndim: int, legend: str) -> None:

@@ -19,7 +19,8 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
-    check_scalars,
+    check_no_overlap,
+    check_no_overlap, check_scalars,
     check_tensor,
     cuda_stream,
     dtype_code,
@@ -61,6 +62,8 @@ def _check(x, w, decay, gain, F, V, O, sg, O_seq, sg_seq, lam, vth, sigma) -> No
     check_scalars(OP, lam=lam, vth=vth, sigma=sigma)
     if sigma <= 0:
         raise ValueError(f"solsa.{OP}: 'sigma' must be > 0, got {sigma}")
+    check_no_overlap(OP, dict(V=V, O=O, sg=sg, O_seq=O_seq, sg_seq=sg_seq),
+                     dict(x=x, w=w, decay=decay, gain=gain, F=F))
 
 
 def _params(x, w, decay, gain, F, V, O, sg, O_seq, sg_seq, lam, vth, sigma):

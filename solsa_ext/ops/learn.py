@@ -16,6 +16,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_overlap,
     check_scalars,
     check_tensor,
     cuda_stream,
@@ -51,6 +52,7 @@ def _check(mu, e, gw, x, w, F_prev, gdecay, ggain, coef) -> None:
     check_tensor(OP, "F_prev", F_prev, (B, n_out, n_in), gw, required=gdecay is not None)
     check_tensor(OP, "x", x, (B, n_in), gw, contiguous=False, required=ggain is not None, finite=True)
     check_scalars(OP, coef=coef)
+    check_no_overlap(OP, dict(gw=gw, gdecay=gdecay, ggain=ggain), dict(mu=mu, e=e, x=x, w=w, F_prev=F_prev))
 
 
 def _params(mu, e, gw, x, w, F_prev, gdecay, ggain, coef):

@@ -19,6 +19,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_overlap,
     check_scalars,
     check_tensor,
     cuda_stream,
@@ -81,6 +82,8 @@ def _check(x, w, decay, gain, F, e, sg0, sg_seq, mu_seq, gw, gdecay, ggain, coef
         if not math.isfinite(c):
             raise ValueError(f"solsa.{OP}: argument 'coef' must be finite, got {c}")
     check_scalars(OP, lam=lam, vth=vth)
+    check_no_overlap(OP, dict(F=F, e=e, gw=gw, gdecay=gdecay, ggain=ggain),
+                     dict(x=x, w=w, decay=decay, gain=gain, sg0=sg0, sg_seq=sg_seq, mu_seq=mu_seq))
     return presyn
 
 

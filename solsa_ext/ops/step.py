@@ -16,6 +16,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_overlap,
     check_scalars,
     check_tensor,
     cuda_stream,
@@ -69,6 +70,7 @@ def _check(x, w, decay, gain, F, F_prev, e, V, O, sg, lam, vth, sigma, reset_in_
     check_scalars(OP, lam=lam, vth=vth, sigma=sigma)
     if sigma <= 0:
         raise ValueError(f"solsa.{OP}: 'sigma' must be > 0, got {sigma}")
+    check_no_overlap(OP, dict(F=F, F_prev=F_prev, e=e, V=V, O=O, sg=sg), dict(x=x, w=w, decay=decay, gain=gain))
     return presyn
 
 
