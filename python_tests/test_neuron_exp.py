@@ -58,6 +58,28 @@ def test_float64_within_2_ulp():
             assert err <= 2.0, f"x={xv!r}: {float(err):.3f} ulp"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edges_of_the_range(dtype):
+    """Every normal result is computed up to ln(max) and down to ln(min normal); beyond, +inf
+    and (below the cut) 0."""
+    fi = torch.finfo(dtype)
+    ln_max, ln_min = math.log(fi.max), math.log(fi.tiny)
+    x = torch.cat([torch.linspace(ln_max - 0.01, ln_max, 2001, dtype=torch.float64),
+                   torch.linspace(ln_min, ln_min + 0.01, 2001, dtype=torch.float64)]).to(dtype)
+    x = x[(x.double() <= ln_max) & (x.double() >= ln_min)]
+    y = kernel_exp(x)
+    ref = torch.exp(x.double())
+    assert torch.isfinite(y).all() and (y > 0).all(), "a finite normal result came out inf or 0"
+    if dtype == torch.float32:
+        err_ulp = (y.double() - ref).abs() / _ulp(ref.float())
+        assert err_ulp.max().item() <= 2.0
+    else:
+        rel = ((y - ref) / ref).abs()
+        assert rel.max().item() <= 4 * fi.eps  # 2 ulp, measured against exp in double itself
+    above = torch.tensor([math.nextafter(ln_max, math.inf) + 1e-3 * abs(ln_max)], dtype=dtype)
+    assert kernel_exp(above).item() == math.inf
+
+
 @pytest.mark.parametrize("dtype,tiny,huge", [(torch.float32, -88.0, 89.0), (torch.float64, -709.0, 710.0)])
 def test_special_values(dtype, tiny, huge):
     x = torch.tensor([math.nan, -math.inf, math.inf, tiny, -1e4, huge, 1e4], dtype=dtype)

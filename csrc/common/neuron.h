@@ -25,8 +25,10 @@ namespace solsa {
 //   exp(r) by its Taylor polynomial (degree 7 in float, 13 in double: truncation error
 //   below 1e-8 and 1e-17 relative), times 2^k1 * 2^k2 (k1 + k2 = k, both in the normal
 //   exponent range, so every k of a finite result is reachable) built in the exponent bits.
-// Below lo (where exp(x) is about the smallest normal number) it returns 0 (the kernels
-// flush subnormals anyway), above hi +inf; NaN stays NaN.
+// Below lo (a little under ln of the smallest normal number) it returns 0 (the kernels
+// flush subnormals anyway; between lo and that, results are subnormal), above hi +inf
+// (from hi down to ln of the largest finite number the result overflows to +inf by
+// itself); NaN stays NaN.
 template <typename T>
 struct ExpConsts;
 template <>
@@ -36,7 +38,9 @@ struct ExpConsts<float> {
   static constexpr float magic = 12582912.0f;  // 1.5 * 2^23: (x + magic) - magic rounds x to an integer
   static constexpr Bits magic_bits = 0x4B400000u, bias = 127u;
   static constexpr int mant = 23, degree = 7;
-  static constexpr float lo = -87.33f, hi = 88.72f;
+  // lo just below ln(FLT_MIN) = -87.3365, hi just above ln(FLT_MAX) = 88.7228: every normal
+  // result is computed; k stays in [-126, 128], where k1 and k2 are normal exponents
+  static constexpr float lo = -87.5f, hi = 88.8f;
 };
 template <>
 struct ExpConsts<double> {
@@ -45,7 +49,8 @@ struct ExpConsts<double> {
   static constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52
   static constexpr Bits magic_bits = 0x4338000000000000ull, bias = 1023u;
   static constexpr int mant = 52, degree = 13;
-  static constexpr double lo = -708.39, hi = 709.78;
+  // ln(DBL_MIN) = -708.3964, ln(DBL_MAX) = 709.7827; k stays in [-1022, 1024]
+  static constexpr double lo = -708.5, hi = 709.9;
 };
 
 // 2^n for an integer-valued n (|n| < 2^22), given t = n + magic.
