@@ -330,3 +330,17 @@ def test_train_batch_steps_the_optimizer():
     out = tr.train_batch(torch.rand(4, 3, 9) * 3, [0, 1, 0, 1])
     assert tr.updates == 3 and not torch.equal(w0, tr.params[0].w.detach())
     assert set(out) == {"loss", "accuracy", "early_stopped"} and 0.0 <= out["accuracy"] <= 1.0
+
+
+def test_input_finiteness_check_is_blockwise_and_exact():
+    """The Trainer checks its input a block of steps at a time (bounded temporaries, so its
+    memory does not grow with T); it must still find a NaN/inf anywhere."""
+    from solsa_ext.trainer import _all_finite
+
+    x = torch.randn(3, 5, 1000)
+    assert _all_finite(x) and _all_finite(x, max_elems=7)
+    for t, bad in ((0, float("nan")), (999, float("inf")), (517, float("-inf"))):
+        y = x.clone()
+        y[2, 4, t] = bad
+        assert not _all_finite(y, max_elems=16), (t, bad)
+        assert not _all_finite(y)
