@@ -174,11 +174,15 @@ class OnlineEngine:
                 if not t.is_contiguous():
                     raise ValueError(f"OnlineEngine: layer {l} '{name}' must be contiguous (call .contiguous())")
 
-    def _use_plan(self) -> bool:
-        """Whether this step may call the kernels through a :class:`StepPlan` (see its docstring)."""
+    def _plans_allowed(self) -> bool:
+        """The plans bypass the ops: only on CPU and with the ops' input checks off."""
         from .ops import input_checks_enabled
 
-        if input_checks_enabled() or self.params[0].w.device.type != "cpu":
+        return not input_checks_enabled() and self.params[0].w.device.type == "cpu"
+
+    def _use_plan(self) -> bool:
+        """Whether this step may call the kernels through a :class:`StepPlan` (see its docstring)."""
+        if not self._plans_allowed():
             return False
         if self._plan is None or not self._plan.matches(self):
             self._check_plan_params()
@@ -186,11 +190,8 @@ class OnlineEngine:
         return True
 
     def _use_seg_plan(self) -> bool:
-        """Whether a chunk may call the segment kernels through a :class:`SegmentPlan`
-        (same conditions as :meth:`_use_plan`)."""
-        from .ops import input_checks_enabled
-
-        if input_checks_enabled() or self.params[0].w.device.type != "cpu":
+        """Whether a chunk may call the segment kernels through a :class:`SegmentPlan`."""
+        if not self._plans_allowed():
             return False
         if self._seg_plan is None or not self._seg_plan.matches(self):
             self._check_plan_params()
@@ -298,8 +299,8 @@ class OnlineEngine:
         fused backend: bitwise for the states and spikes, except e-prop's per-synapse trace
         ``e``, which the CPU kernel advances over the whole segment at once; that trace and
         the gradients agree to round-off, since they are summed in another order). The
-        segment is processed in chunks of at most ``SEGMENT_CHUNK`` (16) steps. ``dEdO_fn`` is called once per chunk with the chunk's
-        top spikes ``O`` (S_c, B, N_top) and must return dE[t]/dO_top[t] for each of its steps,
+        segment is processed in chunks of at most ``SEGMENT_CHUNK`` (16) steps.
+        ``dEdO_fn`` is called once per chunk with the chunk's top spikes ``O`` (S_c, B, N_top) and must return dE[t]/dO_top[t] for each of its steps,
         (S_c, B, N_top); it must use ``O[s]`` only for the derivative of step s (true of the
         per-step losses). While it runs, :attr:`t` is the index of the step after the chunk,
         so the chunk holds steps ``t - S_c .. t - 1``. ``mask`` (S, B) multiplies each

@@ -1,9 +1,9 @@
 // CPU (OpenMP) kernel of torch.ops.solsa.step; semantics in step_params.h.
 //
 // Layout of the work: one task per (b, i) row (static schedule over the rows in (i, b)
-// order, matching the learn op's split of the neurons; see the .inc); inside a row one pass over j reads and writes F, e once, reads w, decay,
-// gain, x once, and accumulates sum_j w_ij * Fn_bij. The flags are template
-// parameters, so the j loop has no branches. The j reduction uses kLanes fixed partial
+// order, matching the learn op's split of the neurons; see the .inc); inside a row one
+// pass over j reads and writes F, e once, reads w, decay, gain, x once, and accumulates
+// sum_j w_ij * Fn_bij. The flags are template parameters, so the j loop has no branches. The j reduction uses kLanes fixed partial
 // sums and a fixed pairwise tree (see row_sum): the result does not depend on the
 // thread count, the ISA the loop is vectorised for, or the buffers' alignment.
 #include <stdexcept>

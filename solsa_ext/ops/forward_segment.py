@@ -20,7 +20,7 @@ from ._lib import (
     check_batch,
     check_dims,
     check_no_overlap,
-    check_no_overlap, check_scalars,
+    check_scalars,
     check_tensor,
     cuda_stream,
     dtype_code,
