@@ -24,6 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- devices
+def adam(params, lr: float) -> torch.optim.Optimizer:
+    """The optimizer of every contender: Adam as the Trainer builds it (torch's fused
+    kernel where torch has one, see ``solsa_ext.OptimizerConfig``), so that no contender
+    pays a slower optimizer than the others."""
+    from solsa_ext.config import OptimizerConfig
+
+    return OptimizerConfig(lr=lr).build(params)
+
+
 def sync(device: torch.device | str) -> None:
     """Wait for queued work (CUDA); no-op on CPU."""
     if torch.device(device).type == "cuda":

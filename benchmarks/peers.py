@@ -30,6 +30,8 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from benchmarks import common
+
 PEERS = ("snntorch_synaptic_bptt", "snntorch_leaky_bptt", "sj_lif_bptt", "sj_ottt")
 
 
@@ -93,7 +95,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
             notes = ("snnTorch Leaky + nn.Linear: no synaptic filter (current = Wx); fast-sigmoid surrogate; "
                      "BPTT, Adam once at the end")
         lifs.to(device)
-        opt = torch.optim.Adam(fcs.parameters(), lr=lr)
+        opt = common.adam(fcs.parameters(), lr=lr)
         syn_mode = name == "snntorch_synaptic_bptt"
 
         def run() -> None:
@@ -142,7 +144,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
                 lin.weight.copy_((torch.rand(n_out, n_in, generator=gen, dtype=torch.float64) * 2 - 1) * a)
             mods += [lin, neuron.LIFNode(**kw)]
         net = nn.Sequential(*mods).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = common.adam(net.parameters(), lr=lr)
 
         def run() -> None:
             functional.reset_net(net)
@@ -163,7 +165,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
         for lin in _linears(sizes, device, dtype, gen):
             mods += [lin, OTTT(tau=float(tau), decay_input=False, v_threshold=vth, v_reset=None)]
         net = layer.OTTTSequential(*mods).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = common.adam(net.parameters(), lr=lr)
         pts = _update_points(steps, K)
 
         def run() -> None:

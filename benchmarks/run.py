@@ -12,7 +12,8 @@ own child process and reports VmHWM minus its VmRSS after imports and after buil
 model and the data (the high-water mark is reset first through /proc/self/clear_refs);
 on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the run.
 
-Training = forward + learning + the optimizer (Adam) at the update points: the online
+Training = forward + learning + the optimizer (Adam; for every contender built as the
+Trainer builds it: torch's fused Adam, ``common.adam``) at the update points: the online
 learners and SpikingJelly's OTTT step at K evenly spaced points of the timed steps, the
 BPTT contenders once at the end. The per-step loss is ``0.5*sum((O_top - target)^2)``
 (ours: ``dEdO = O_top - target``). Online learners cost the same per step at any T, so
@@ -111,7 +112,7 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
                 p.gain.clamp_(0.0, 2.0)
 
     if name == "ours_bptt":
-        opt = torch.optim.Adam([t for p in params for t in (p.w, p.decay, p.gain)], lr=1e-3)
+        opt = common.adam([t for p in params for t in (p.w, p.decay, p.gain)], lr=1e-3)
         xs = x[:, :, :steps]
 
         def run_bptt() -> None:
@@ -129,7 +130,7 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
     backend = "reference" if name == "solsa_eager" else "fused"
     eng = OnlineEngine(params, neuron, rule, backend=backend)
     tensors = [t for p in params for t in ((p.w, p.decay, p.gain) if rule.adaptive else (p.w,))]
-    opt = torch.optim.Adam(tensors, lr=1e-3)
+    opt = common.adam(tensors, lr=1e-3)
     pts = common.update_points(steps, a.K)
     B = a.batch
 

@@ -49,6 +49,73 @@ def test_select_lr_rule():
     assert runner.select_lr(rs, last=2)["lr"] == 1e-3  # full tie: smaller rate
 
 
+def test_select_config_carries_the_winning_settings():
+    def run(lr, kw, accs, losses):
+        spec = {"algorithm_kwargs": kw} if kw else {}
+        return {"lr": lr, "spec": spec, "history": [{"val_accuracy": a, "val_loss": l} for a, l in zip(accs, losses)]}
+
+    rs = [run(1e-3, {}, [0.5, 0.8], [1, 1]), run(1e-3, {"update_points": 8}, [0.5, 0.9], [1, 1]),
+          run(3e-3, {"update_points": 2}, [0.9, 0.9], [1, 1])]
+    ch = runner.select_config(rs, last=1)
+    assert ch["lr"] == 1e-3 and ch["algorithm_kwargs"] == {"update_points": 8}  # last epoch only: 0.9 ties, loss ties, lr wins
+    ch = runner.select_config(rs, last=2)
+    assert ch["lr"] == 3e-3 and ch["algorithm_kwargs"] == {"update_points": 2}  # mean 0.9 vs 0.7
+    # a full tie goes to the earlier grid point
+    tie = [run(1e-3, {"update_points": 2}, [0.7], [1]), run(1e-3, {}, [0.7], [1])]
+    assert runner.select_config(tie, last=1)["algorithm_kwargs"] == {"update_points": 2}
+
+
+def test_algo_grid_values_are_typed_and_deduplicated():
+    g = tables.normalize_algo_grid({"solsa": {"update_points": ["2", "2.0", 8, "8"], "early_stop_threshold": ["0.6", 0.60]},
+                                    "tbptt": {"truncation": ["10"]}})
+    assert g == {"solsa": {"update_points": (2, 8), "early_stop_threshold": (0.6,)}, "tbptt": {"truncation": (10,)}}
+    assert type(g["solsa"]["update_points"][0]) is int
+    # an int and an equal float make the same run (same spec hash)
+    p = tables.dataclasses.replace(tables.FULL, algo_grid=g)
+    assert tables.grid_points(p, "solsa") == [{"update_points": 2}, {"update_points": 8}]
+
+
+def test_grid_points_keep_the_default_point_spec():
+    """The default setting's search spec is the one of the learning-rate-only protocol (same file)."""
+    pts = tables.grid_points(tables.FULL, "solsa")
+    assert len(pts) == 3 * 2 and {} in pts and {"update_points": 8, "early_stop_threshold": 0.9} in pts
+    assert tables.grid_points(tables.FULL, "bptt") == [{}]
+    assert tables.grid_points(tables.QUICK, "solsa") == [{}]
+    plain = tables.search_spec(tables.FULL, "BasicMotions", "solsa", 1e-3)
+    assert "algorithm_kwargs" not in plain
+    k8 = tables.search_spec(tables.FULL, "BasicMotions", "solsa", 1e-3, algorithm_kwargs={"update_points": 8})
+    assert runner.run_id(k8).startswith("search-BasicMotions-solsa-lr0.001-K8-seed0-")
+    assert runner.spec_hash(k8) != runner.spec_hash(plain)
+    # what an ablation variant inherits from SOLSA's choice
+    kw = {"update_points": 8, "early_stop_threshold": 0.9}
+    assert tables.inherit_kwargs("variant1", kw) == {"update_points": 8}
+    assert tables.inherit_kwargs("variant3", kw) == kw
+    assert tables.inherit_kwargs("unscheduled", kw) == {}
+    # settings that define a configuration are never passed on
+    assert tables.inherit_kwargs("variant1", {"early_stop": True, "override_schedule": True, "gamma": 0.5}) == {}
+    assert tables.inherit_kwargs("variant2", {"gamma": 0.5}) == {"gamma": 0.5}
+
+
+@pytest.mark.parametrize("items, msg", [
+    (["solsa"], "ALGO:SETTING"), (["solsa:update_points"], "at least one value"),
+    (["nope:update_points=2"], "unknown algorithm 'nope'"), (["solsa:K=2"], "'K' is not a searchable"),
+    (["solsa:update_points=0"], "update_points must be >= 1"),
+    (["solsa:update_points=2.5"], r"\['update_points'\]: '2.5' is not a whole number"),
+    (["solsa:update_points=inf"], r"\['update_points'\]: 'inf' is not finite"),
+    (["solsa:early_stop_threshold=abc"], r"\['early_stop_threshold'\]: 'abc' is not a number"),
+    (["solsa:early_stop=false"], "'early_stop' is not a searchable"),
+    (["variant1:override_schedule=1"], "'override_schedule' is not a searchable"),
+    (["bptt:update_points=2,8"], "'update_points' has no effect on bptt"),
+    (["variant1:early_stop_threshold=0.9"], "has no effect on variant1"),
+    (["solsa:update_points=2", "solsa:update_points=8"], "given twice"),
+    (["solsa:update_points=2", "solsa:none"], "contradicts"),
+])
+def test_algo_grid_errors_name_the_entry(items, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        rcli.reproduce("accuracy", str(tmp_path), quick=True, algo_grid=rcli.parse_algo_grid(items),
+                       progress=False, log=lambda s: None)
+
+
 def test_predict_bytes_bptt_grows_online_does_not():
     net = tables.EMG_NET
     sol = [memory.predict_bytes("solsa", net, 32, T) for T in (100, 4000)]
@@ -122,6 +189,35 @@ def test_accuracy_table_runs_and_resumes(tmp_path, monkeypatch):
     rcli.reproduce("ablation", out, **{**kw, "algorithms": ["solsa"]})
     assert sorted(os.listdir(os.path.join(out, "runs"))) == runs
     assert os.path.exists(os.path.join(out, "ablation.md"))
+
+
+def test_algo_grid_choice_reaches_final_and_ablation_runs(tmp_path):
+    """SOLSA's chosen K and threshold go into its final runs and, where a variant has them,
+    into the ablation variants' runs; the trainer really updates K times per sequence."""
+    pytest.importorskip("aeon")
+    out = str(tmp_path / "grid")
+    kw = dict(quick=True, datasets=["BasicMotions"], seeds=[0], epochs=1, lr_grid=[1e-2], progress=False, threads=1,
+              algo_grid=rcli.parse_algo_grid(["solsa:update_points=2", "solsa:early_stop_threshold=0.9"]),
+              log=lambda s: None)
+    data = rcli.reproduce("ablation", out, algorithms=["solsa", "variant1", "unscheduled"], **kw)
+    assert data["choices"]["BasicMotions/solsa"]["algorithm_kwargs"] == {"update_points": 2, "early_stop_threshold": 0.9}
+    runs = {f.split("-seed")[0]: json.load(open(os.path.join(out, "runs", f)))
+            for f in os.listdir(os.path.join(out, "runs"))}
+    assert sorted(runs) == ["final-BasicMotions-solsa-K2-thr0.9", "final-BasicMotions-unscheduled",
+                            "final-BasicMotions-variant1-K2", "search-BasicMotions-solsa-lr0.01-K2-thr0.9"]
+    n_batches = 40 // tables.QUICK.batch_size  # BasicMotions: 40 train sequences, all of length 100
+    for name, K, thr in [("final-BasicMotions-solsa-K2-thr0.9", 2, 0.9), ("final-BasicMotions-variant1-K2", 2, 0.6),
+                         ("final-BasicMotions-unscheduled", 1, 0.6)]:
+        alg = runs[name]["configs"]["algorithm"]
+        assert alg["early_stop_threshold"] == thr
+        assert runs[name]["updates"] == n_batches * K, name
+    md = open(os.path.join(out, "ablation.md")).read()
+    assert "0.01 K2-thr0.9" in md and "update_points in {2}" in md and "SOLSA searches" in md
+
+    # --report-only without the grid rebuilds the same report from the grids stored with it
+    again = rcli.reproduce("ablation", out, algorithms=["solsa", "variant1", "unscheduled"], report_only=True,
+                           **{k: v for k, v in kw.items() if k not in ("algo_grid", "lr_grid")})
+    assert again["summary"] == data["summary"] and again["choices"].keys() == data["choices"].keys()
 
 
 def test_memory_table_tiny(tmp_path):

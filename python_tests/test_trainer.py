@@ -344,3 +344,49 @@ def test_input_finiteness_check_is_blockwise_and_exact():
         y[2, 4, t] = bad
         assert not _all_finite(y, max_elems=16), (t, bad)
         assert not _all_finite(y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adam_is_fused_by_default_and_takes_adams_step(dtype):
+    """OptimizerConfig builds Adam with torch's fused kernel unless told otherwise; its first
+    step is Adam's by hand: p - lr * g / (|g| + eps) (bias-corrected m = g, v = g^2)."""
+    p = torch.randn(7, 5, dtype=dtype, requires_grad=True)
+    g = torch.randn(7, 5, dtype=dtype)
+    p0 = p.detach().clone()
+    opt = OptimizerConfig(lr=1e-2).build([p])
+    assert opt.param_groups[0]["fused"] is True
+    p.grad = g.clone()
+    opt.step()
+    expect = p0 - 1e-2 * g / (g.abs() + 1e-8)
+    tol = 1e-15 if dtype == torch.float64 else 1e-7
+    torch.testing.assert_close(p.detach(), expect, rtol=0, atol=tol)
+    # an explicit choice is kept
+    for kw in ({"foreach": False}, {"fused": False}):
+        assert not OptimizerConfig(lr=1e-2, kwargs=kw).build([p]).param_groups[0]["fused"]
+    assert "fused" not in OptimizerConfig("SGD", lr=1e-2).build([p]).defaults or \
+        not OptimizerConfig("SGD", lr=1e-2).build([p]).param_groups[0].get("fused")
+
+
+def test_trainer_uses_the_fused_adam():
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa", update_points=3))
+    assert tr.optimizer.param_groups[0]["fused"] is True
+
+
+def test_fused_default_skips_params_torch_cannot_fuse():
+    """Complex parameters: torch accepts fused=True at construction and fails at the first
+    step, so the config must not ask for it."""
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    opt = OptimizerConfig(lr=0.1).build([p])
+    assert not opt.param_groups[0]["fused"]
+    p.grad = torch.ones_like(p)
+    opt.step()
+    # torch's Adam treats a complex number as two reals: each part moves by lr * g / |g|
+    # (the gradient 1 + 0j moves the real part only)
+    torch.testing.assert_close(p.detach(), torch.full((3,), 0.9 + 0j, dtype=torch.complex64))
+
+
+def test_optimizer_impl_is_reported():
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa"))
+    assert tr.optimizer_impl == "fused"
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa"), OptimizerConfig(kwargs={"foreach": False}))
+    assert tr.optimizer_impl == "loop"

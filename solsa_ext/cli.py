@@ -29,6 +29,10 @@ from .config import ALGORITHMS, LOSSES, PLACEMENTS, PREDICTIONS, AlgorithmConfig
 AUTO_THREADS_SYNAPSES = 1_000_000
 
 
+#: ``--optimizer-impl`` -> optimizer kwargs (``auto``: OptimizerConfig's choice).
+IMPL_KWARGS: dict[str, dict[str, bool]] = {"auto": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
+                                           "loop": {"foreach": False}}
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m solsa_ext", description="Train spiking networks online with SOLSA.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default=opt.name, help="a torch.optim class name")
     t.add_argument("--lr", type=float, default=opt.lr)
     t.add_argument("--weight-decay", type=float, default=None)
+    t.add_argument("--optimizer-impl", default="auto", choices=("auto", "fused", "foreach", "loop"),
+                   help="implementation of the optimizer step: auto = fused for Adam/AdamW (OptimizerConfig), "
+                        "loop = torch's per-tensor loop (the runs of docs/RESULTS.md)")
     t.add_argument("--loss", default=loss.name, choices=LOSSES)
     t.add_argument("--target-rate", type=float, default=loss.target_rate)
     t.add_argument("--loss-scale", type=float, default=loss.scale)
@@ -177,6 +184,7 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
     else:
         sizes = None if a.hidden is None else (ds.x_train.shape[1], *a.hidden, len(ds.classes))
         kw = {} if a.weight_decay is None else {"weight_decay": a.weight_decay}
+        kw.update(IMPL_KWARGS[a.optimizer_impl])
         tr = Trainer.for_dataset(
             ds,
             network=NetworkConfig(sizes=sizes, lam=a.lam, vth=a.vth, sigma=a.sigma, decay_init=a.decay_init,
@@ -234,6 +242,7 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
         "fit_time_s": fit_s,
         **_peak_memory(tr.device),
         "configs": tr.configs(),
+        "optimizer_impl": tr.optimizer_impl,
         "label_map": {i: c for i, c in enumerate(ds.classes)},
         "classes": list(ds.classes),
         "input_kind": ds.input_kind,

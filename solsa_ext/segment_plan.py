@@ -124,8 +124,8 @@ class SegmentPlan:
         mu = top_error(O_top, self.sg_seq[-1][:S])
         if self._adaptive:
             g = self._gamma
-            for k in range(S):
-                self.coef[k] = decay_gain_coef(t0 + k, g)
+            # one copy of S Python floats (a per-element tensor store costs microseconds each)
+            self.coef[:S] = torch.tensor([decay_gain_coef(t0 + k, g) for k in range(S)], dtype=torch.float64)
         mu_ptr: Optional[int] = mu.data_ptr()
         for l in range(L - 1, -1, -1):
             lp = self.lrn[l]

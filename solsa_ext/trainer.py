@@ -665,6 +665,19 @@ class Trainer:
         return captured[0]
 
     # ------------------------------------------------------------ checkpoint
+    @property
+    def optimizer_impl(self) -> str:
+        """How the optimizer steps: ``"fused"``, ``"foreach"`` or ``"loop"`` (per-tensor loop;
+        also torch's default where it picks one itself); ``"none"`` before it is built."""
+        if self.optimizer is None or not self.optimizer.param_groups:
+            return "none"
+        g = self.optimizer.param_groups[0]
+        if g.get("fused"):
+            return "fused"
+        if g.get("foreach"):
+            return "foreach"
+        return "loop" if g.get("foreach") is False or self.device.type == "cpu" else "default"
+
     def configs(self) -> dict[str, dict[str, Any]]:
         return {
             "network": config_to_dict(self.network),

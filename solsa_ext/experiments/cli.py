@@ -49,6 +49,10 @@ def _add_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (search and final runs)")
     r.add_argument("--lr-grid", nargs="+", type=float, default=None, help="learning rates searched on the validation split")
     r.add_argument("--algorithms", nargs="+", default=None, help="restrict the table's algorithms")
+    r.add_argument("--algo-grid", nargs="+", default=None, metavar="ALGO:SETTING=V1,V2|ALGO:none",
+                   help="replace the preset's search grid of an algorithm's own settings (AlgorithmConfig fields), "
+                        "e.g. solsa:update_points=2,4,8 solsa:early_stop_threshold=0.6,0.9; 'solsa:none' searches "
+                        "the learning rate only (full preset default: " + _grid_help() + ")")
     r.add_argument("--jobs", type=int, default=1, help="training runs in parallel (worker processes)")
     r.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1 with --jobs > 1)")
     r.add_argument("--T", dest="memory_T", nargs="+", type=int, default=None, help="memory table: sequence lengths")
@@ -63,6 +67,52 @@ def _add_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
+def _grid_help() -> str:
+    g = tables.FULL.algo_grid
+    return " ".join(f"{a}:{k}={','.join(str(v) for v in vals)}" for a, kv in g.items() for k, vals in kv.items()) or "none"
+
+
+def parse_algo_grid(items: Optional[Sequence[str]]) -> Optional[dict[str, dict[str, list[str]]]]:
+    """``["solsa:update_points=2,4", "solsa:early_stop_threshold=0.6"]`` -> nested dict of the
+    value strings (typed and checked by :func:`tables.normalize_algo_grid`); ``ALGO:none`` ->
+    ``{ALGO: {}}``. A setting given twice, or ``none`` next to settings, is an error."""
+    if not items:
+        return None
+    grid: dict[str, dict[str, list[str]]] = {}
+    cleared: set[str] = set()
+    for item in items:
+        algo, sep, rest = item.partition(":")
+        if not sep or not algo or not rest:
+            raise ValueError(f"--algo-grid: expected ALGO:SETTING=V1,V2 or ALGO:none, got {item!r}")
+        algo = algo.lower()
+        if rest.lower() == "none":
+            if grid.get(algo):
+                raise ValueError(f"--algo-grid: {item!r} contradicts the settings given for {algo}")
+            cleared.add(algo)
+            grid[algo] = {}
+            continue
+        key, eq, vals = rest.partition("=")
+        values = [v.strip() for v in vals.split(",") if v.strip()]
+        if not eq or not key or not values:
+            raise ValueError(f"--algo-grid: expected ALGO:SETTING=V1,V2 with at least one value, got {item!r}")
+        if algo in cleared:
+            raise ValueError(f"--algo-grid: {item!r} contradicts {algo}:none")
+        if key in grid.get(algo, {}):
+            raise ValueError(f"--algo-grid: {algo}:{key} given twice; list all its values once: {algo}:{key}=V1,V2")
+        grid.setdefault(algo, {})[key] = values
+    return grid
+
+
+def _stored_meta(out: str, table: str) -> Optional[dict[str, Any]]:
+    import json
+
+    try:
+        with open(os.path.join(out, f"{table}.json")) as f:
+            return json.load(f).get("meta") or {}
+    except (OSError, ValueError):
+        return None
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -70,7 +120,8 @@ def _log(msg: str) -> None:
 def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequence[str]] = None,
               seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
               lr_grid: Optional[Sequence[float]] = None, algorithms: Optional[Sequence[str]] = None,
-              jobs: int = 1, threads: Optional[int] = None, memory_T: Optional[Sequence[int]] = None,
+              algo_grid: Optional[dict[str, dict[str, Sequence[Any]]]] = None, jobs: int = 1,
+              threads: Optional[int] = None, memory_T: Optional[Sequence[int]] = None,
               memory_datasets: Optional[Sequence[str]] = None, memory_budget_gb: Optional[float] = None,
               device: str = "cpu", progress: bool = True, report_only: bool = False,
               command: Optional[str] = None, log: Callable[[str], None] = _log,
@@ -82,8 +133,24 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
     preset = PRESETS["quick" if quick else "full"]
     if epochs is not None:
         preset = dataclasses.replace(preset, epochs={"*": int(epochs)})
+    if report_only and table != "memory" and (stored := _stored_meta(out, table)) is not None:
+        # rebuild the report over the grids of the invocation that ran the runs, unless given
+        if not lr_grid and stored.get("lr_grid"):
+            lr_grid = stored["lr_grid"]
+            log(f"--report-only: learning rates of the runs in {out}: {lr_grid}")
+        if algo_grid is None and "lr_grid" in stored:
+            algo_grid = {a: g for a, g in stored.get("algo_grid", {}).items()}
+            algo_grid.update({a: {} for a in preset.algo_grid if a not in algo_grid})
+            log(f"--report-only: algorithm settings searched by the runs in {out}: "
+                f"{ {a: g for a, g in algo_grid.items() if g} or 'none'}")
     if lr_grid:
-        preset = dataclasses.replace(preset, lr_grid=tuple(float(x) for x in lr_grid))
+        preset = dataclasses.replace(preset, lr_grid=tuple(dict.fromkeys(float(x) for x in lr_grid)))
+    user_grid: tuple[str, ...] = ()
+    if algo_grid is not None:
+        norm = tables.normalize_algo_grid(algo_grid)
+        user_grid = tuple(a for a, g in norm.items() if g)
+        merged = {**preset.algo_grid, **norm}
+        preset = dataclasses.replace(preset, algo_grid={a: g for a, g in merged.items() if g})
     if datasets:
         from ..datasets.registry import get_spec
 
@@ -102,20 +169,26 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
                        progress=progress, report_only=report_only, log=log, sizes=memory_sizes, batch=memory_batch,
                        small_batch=memory_small_batch, threads=threads, malloc_default=malloc_default)
     return _accuracy(table, preset, out, meta, t0, datasets=datasets, seeds=seeds, algorithms=algorithms,
-                     jobs=jobs, threads=threads, progress=progress, report_only=report_only, log=log)
+                     jobs=jobs, threads=threads, progress=progress, report_only=report_only, log=log,
+                     user_grid=user_grid)
 
 
 def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, seeds, algorithms, jobs, threads,
-              progress: bool, report_only: bool, log) -> dict[str, Any]:
+              progress: bool, report_only: bool, log, user_grid: Sequence[str] = ()) -> dict[str, Any]:
     from .report import write_accuracy_report
-    from .runner import Progress, load_result, run_specs, select_lr
+    from .runner import Progress, load_result, run_specs, select_config
 
     algos = tuple(algorithms) if algorithms else tables.algorithms_for(table)
     datasets = tuple(datasets or preset.datasets)
     seeds = tuple(seeds if seeds is not None else preset.seeds)
     search_algos = list(dict.fromkeys(tables.search_algorithm(table, a) for a in algos))
-    phase1 = [tables.search_spec(preset, d, sa, lr, threads) for d in datasets for sa in search_algos
-              for lr in preset.lr_grid]
+    for a in user_grid:
+        if a not in search_algos:
+            who = "only SOLSA's search runs are used" if table == "ablation" else f"it is not among {list(algos)}"
+            log(f"warning: --algo-grid for {a} has no effect on the {table} table ({who})")
+    points = {sa: tables.grid_points(preset, sa) for sa in search_algos}
+    phase1 = [tables.search_spec(preset, d, sa, lr, threads, kw) for d in datasets for sa in search_algos
+              for lr in preset.lr_grid for kw in points[sa]]
     n_final = len(datasets) * len(algos) * len(seeds)
     bar = Progress(len(phase1) + n_final, f"{table} ({preset.name})", enabled=progress and not report_only)
     try:
@@ -127,16 +200,18 @@ def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, see
         for d in datasets:
             for sa in search_algos:
                 rs = [r for r, s in zip(search, phase1) if r is not None and s["dataset"] == d and s["algorithm"] == sa]
-                if len(rs) == len(preset.lr_grid):
-                    choices[f"{d}/{sa}"] = select_lr(rs, preset.select_last)
+                if len(rs) == len(preset.lr_grid) * len(points[sa]):
+                    choices[f"{d}/{sa}"] = select_config(rs, preset.select_last)
         phase2 = []
         for d in datasets:
             for a in algos:
                 key = f"{d}/{tables.search_algorithm(table, a)}"
                 if key not in choices:
                     continue
+                kw = tables.inherit_kwargs(a, choices[key]["algorithm_kwargs"])
                 for s in seeds:
-                    phase2.append(tables.final_spec(preset, d, a, s, choices[key]["lr"], threads, chosen_by=key))
+                    phase2.append(tables.final_spec(preset, d, a, s, choices[key]["lr"], threads, chosen_by=key,
+                                                    algorithm_kwargs=kw))
         if report_only:
             finals = [r for r in (load_result(out, s) for s in phase2) if r is not None]
         else:
@@ -148,6 +223,8 @@ def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, see
     if report_only:
         _keep_invocation(out, table, meta)
     meta.update(datasets=list(datasets), seeds=list(seeds), algorithms=list(algos), lr_grid=list(preset.lr_grid),
+                algo_grid={a: {k: list(v) for k, v in g.items()}
+                           for a, g in preset.algo_grid.items() if a in search_algos},
                 epochs={d: preset.epochs_for(d) for d in datasets}, val_fraction=preset.val_fraction,
                 batch_size=preset.batch_size, select_last=preset.select_last)
     data = write_accuracy_report(table, out, algos, datasets, finals, choices, meta)
@@ -213,7 +290,8 @@ def main_reproduce(args: argparse.Namespace) -> int:
     command = "python -m solsa_ext reproduce " + " ".join(argv)
     for t in which:
         reproduce(t, args.out, quick=args.quick, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs,
-                  lr_grid=args.lr_grid, algorithms=args.algorithms, jobs=args.jobs, threads=args.threads,
+                  lr_grid=args.lr_grid, algorithms=args.algorithms, algo_grid=parse_algo_grid(args.algo_grid),
+                  jobs=args.jobs, threads=args.threads,
                   memory_T=args.memory_T, memory_datasets=args.memory_datasets,
                   memory_budget_gb=args.memory_budget_gb, device=args.device, progress=not args.no_progress,
                   report_only=args.report_only, command=command, malloc_default=args.malloc_default)

@@ -6,7 +6,7 @@ import statistics
 from typing import Any, Optional, Sequence
 
 from .runner import write_json_atomic
-from .tables import ALGO_LABEL, PAPER_SOLSA
+from .tables import ALGO_LABEL, PAPER_SOLSA, describe_kwargs
 
 MB = 1024 ** 2
 GB = 1024 ** 3
@@ -33,6 +33,11 @@ def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _fmt_setting(lr: float, kwargs: Optional[dict[str, Any]], show: Sequence[str] = ()) -> str:
+    extra = describe_kwargs(kwargs, show=tuple(show))
+    return f"{lr:g}" + (f" {extra}" if extra else "")
+
+
 def _fmt_time(s: float) -> str:
     if s < 120:
         return f"{s:.0f} s"
@@ -56,6 +61,7 @@ def summarize_accuracy(finals: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
             "mean": m, "std": s, "n": len(accs), "seeds": [r["seed"] for r in rs], "accuracies": accs,
             "train_accuracy_mean": statistics.fmean(float(r["train_accuracy"]) for r in rs),
             "lr": rs[0]["lr"], "epochs": rs[0]["epochs"], "wall_time_s": sum(r["wall_time_s"] for r in rs),
+            "algorithm_kwargs": dict((rs[0].get("spec") or {}).get("algorithm_kwargs") or {}),
         }
     return out
 
@@ -91,8 +97,8 @@ def write_accuracy_report(table: str, out: str, algos: Sequence[str], datasets: 
     rows.append(["**mean over datasets run**", "—"] + means)
     lines = [f"# {table.capitalize()} table ({meta.get('preset')} preset)", "",
              "Test accuracy, mean ± sample std over seeds (n = number of seeds run). "
-             "Learning rate chosen on a validation split of the train data (never on test); "
-             "see the selection table below.", "", _md(headers, rows), ""]
+             "Learning rate (and, where searched, the algorithm's own settings) chosen on a validation "
+             "split of the train data (never on test); see the selection table below.", "", _md(headers, rows), ""]
     if table == "accuracy":
         lines += ["## The paper's relative claims, on our runs", ""]
         for c in relative_claims(summary, datasets):
@@ -102,16 +108,41 @@ def write_accuracy_report(table: str, out: str, algos: Sequence[str], datasets: 
                          f"{len(c['datasets'])} datasets -> '{'SOLSA above' if c['claimed_in_paper'] else 'SOLSA vs'} "
                          f"{ALGO_LABEL[c['vs']]}' {verdict} here.")
         lines.append("")
-    lines += ["## Learning-rate selection (validation split of train)", "",
-              _md(["dataset", "algorithm", "chosen lr", "val acc (mean of last epochs)", "candidates (lr: val acc)"],
-                  [[d, ALGO_LABEL.get(sa, sa), f"{c['lr']:g}", f"{c['score']['val_accuracy']:.3f}",
-                    ", ".join(f"{x['lr']:g}: {x['val_accuracy']:.3f}" for x in sorted(c["candidates"], key=lambda x: x["lr"]))]
+    grid = meta.get("algo_grid") or {}
+    who = ("The ablation's columns all use SOLSA's choice (a variant takes its learning rate and the "
+           "settings it has); SOLSA searches the learning rates " if table == "ablation"
+           else "Every algorithm searches the learning rates ")
+    lines += ["## Hyperparameter selection (validation split of train)", "",
+              who + ", ".join(f"{x:g}" for x in meta.get("lr_grid", []))
+              + (("; in addition " + "; ".join(f"{ALGO_LABEL.get(a, a)} searches "
+                                                + ", ".join(f"{k} in {{{', '.join(str(v) for v in vals)}}}"
+                                                            for k, vals in g.items())
+                                                for a, g in grid.items()) + " (all combinations)") if grid else "")
+              + ". Candidates: setting: mean validation accuracy (K = update points, thr = early-stop threshold).",
+              "",
+              _md(["dataset", "algorithm", "chosen", "val acc (mean of last epochs)", "candidates"],
+                  [[d, ALGO_LABEL.get(sa, sa), _fmt_setting(c["lr"], c.get("algorithm_kwargs"), grid.get(sa, ())),
+                    f"{c['score']['val_accuracy']:.3f}",
+                    ", ".join(f"{_fmt_setting(x['lr'], x.get('algorithm_kwargs'), grid.get(sa, ()))}: "
+                              f"{x['val_accuracy']:.3f}"
+                              for x in sorted(c["candidates"], key=lambda x: (x["lr"], x.get("order", 0))))]
                    for key, c in sorted(choices.items()) for d, sa in [key.split("/")]]), ""]
     lines += ["## Runs", "",
-              _md(["dataset", "algorithm", "seeds", "epochs", "lr", "train acc (mean)", "wall time (all seeds)"],
+              _md(["dataset", "algorithm", "seeds", "epochs", "lr", "settings", "train acc (mean)",
+                   "wall time (all seeds)"],
                   [[d, ALGO_LABEL.get(a, a), ",".join(map(str, c["seeds"])), c["epochs"], f"{c['lr']:g}",
+                    describe_kwargs(c.get("algorithm_kwargs")) or "defaults",
                     f"{c['train_accuracy_mean']:.3f}", _fmt_time(c["wall_time_s"])]
                    for d in datasets for a in algos if (c := summary.get(d, {}).get(a))]), ""]
+    impls: dict[str, int] = {}
+    for r in finals:  # runs written before the Trainer recorded it all used torch's per-tensor loop
+        k = r.get("optimizer_impl", "loop")
+        impls[k] = impls.get(k, 0) + 1
+    if impls:
+        lines += ["Optimizer step implementation of the final runs: "
+                  + ", ".join(f"{k} ({n} runs)" for k, n in sorted(impls.items()))
+                  + (" (mixed: results differ by round-off between the two, see docs/TRAINER.md)" if len(impls) > 1
+                     else ""), ""]
     missing = [f"{d}/{a}" for d in datasets for a in algos if a not in summary.get(d, {})]
     if missing:
         lines += ["Missing (not run): " + ", ".join(missing), ""]

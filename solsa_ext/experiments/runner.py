@@ -36,6 +36,10 @@ def run_id(spec: dict[str, Any]) -> str:
     parts = [spec["kind"], spec.get("dataset", "x"), spec["algorithm"]]
     if spec["kind"] == "search":
         parts.append(f"lr{spec['lr']:g}")
+    if spec.get("algorithm_kwargs"):
+        from .tables import describe_kwargs
+
+        parts.append(describe_kwargs(spec["algorithm_kwargs"]))
     if spec["kind"] in ("search", "final"):
         parts.append(f"seed{spec['seed']}")
     if spec["kind"] == "memory":
@@ -202,6 +206,7 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         "n_fit": int(fit_data[0].shape[0]),
         "sequence_length": int(ds.x_train.shape[2]),
         "configs": tr.configs(),
+        "optimizer_impl": tr.optimizer_impl,
     }
     if search:
         res["n_val"] = int(val[0].shape[0])
@@ -221,11 +226,14 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def select_lr(search_results: Sequence[dict[str, Any]], last: int = 5) -> dict[str, Any]:
-    """Pick the learning rate from search runs: best mean validation accuracy over the last
-    ``last`` epochs, then lowest mean validation loss over them, then the smaller rate."""
+def select_config(search_results: Sequence[dict[str, Any]], last: int = 5) -> dict[str, Any]:
+    """Pick the learning rate and algorithm settings from search runs: best mean validation
+    accuracy over the last ``last`` epochs, then lowest mean validation loss over them, then
+    the smaller rate, then the earlier run in ``search_results`` (grid order).
+
+    Returns ``{"lr", "algorithm_kwargs", "score", "candidates", "rule"}``."""
     scored = []
-    for r in search_results:
+    for i, r in enumerate(search_results):
         h = [e for e in r["history"] if "val_accuracy" in e][-last:]
         if not h:
             continue
@@ -233,11 +241,18 @@ def select_lr(search_results: Sequence[dict[str, Any]], last: int = 5) -> dict[s
         loss = sum(e["val_loss"] for e in h) / len(h)
         if not math.isfinite(loss):
             loss = float("inf")
-        scored.append({"lr": r["lr"], "val_accuracy": acc, "val_loss": loss, "run_id": r.get("run_id")})
+        kw = dict((r.get("spec") or {}).get("algorithm_kwargs") or {})
+        scored.append({"lr": r["lr"], "algorithm_kwargs": kw, "val_accuracy": acc, "val_loss": loss,
+                       "run_id": r.get("run_id"), "order": i})
     if not scored:
         raise ValueError("no search run has validation results")
-    best = sorted(scored, key=lambda s: (-round(s["val_accuracy"], 9), s["val_loss"], s["lr"]))[0]
-    return {"lr": best["lr"], "score": best, "candidates": scored, "rule": f"mean val accuracy over the last {last} epochs"}
+    best = sorted(scored, key=lambda s: (-round(s["val_accuracy"], 9), s["val_loss"], s["lr"], s["order"]))[0]
+    return {"lr": best["lr"], "algorithm_kwargs": best["algorithm_kwargs"], "score": best, "candidates": scored,
+            "rule": f"mean val accuracy over the last {last} epochs"}
+
+
+#: The learning-rate-only name of :func:`select_config` (kept for callers of the first protocol).
+select_lr = select_config
 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:

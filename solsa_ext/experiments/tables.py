@@ -11,24 +11,31 @@ Three tables:
 Protocol of the two accuracy-type tables (docs/RESULTS.md, "Protocol"):
 
 1. **search** runs (seed :attr:`Preset.search_seed`): for every dataset and algorithm and
-   every learning rate of :attr:`Preset.lr_grid`, train on a stratified
+   every point of its grid (the learning rates of :attr:`Preset.lr_grid` times the
+   algorithm's own hyperparameters in :attr:`Preset.algo_grid`), train on a stratified
    ``1 - val_fraction`` part of the train split (normalised with that part's statistics)
    and evaluate the held-out ``val_fraction`` after every epoch. The test split is not
    loaded into these runs' decisions.
-2. the learning rate with the best mean validation accuracy over the last
+2. the grid point with the best mean validation accuracy over the last
    :attr:`Preset.select_last` epochs wins (ties: lower mean validation loss, then the
-   smaller learning rate); see :func:`solsa_ext.experiments.runner.select_lr`.
+   smaller learning rate, then the earlier grid point); see
+   :func:`solsa_ext.experiments.runner.select_config`.
 3. **final** runs: every seed trains on the whole train split with the chosen learning
-   rate for the same number of epochs; test accuracy is measured once, at the end.
+   rate (and algorithm settings) for the same number of epochs; test accuracy is
+   measured once, at the end.
 
-The ablation variants use SOLSA's chosen learning rate (same search runs), so the table
+The ablation variants use SOLSA's chosen learning rate and, where a variant has them,
+SOLSA's chosen schedule (K) and early-stop threshold (same search runs), so the table
 isolates the components (adaptive kernel, schedule, early stop), not their tuning.
 Everything else is the package default (``solsa_ext.config``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
 
 #: The four datasets shipped in PyPI wheels (docs/DATASETS.md), in the paper's order.
 DATASETS4: tuple[str, ...] = ("BasicMotions", "JapaneseVowels", "FingerMovements", "SelfRegulationSCP1")
@@ -58,6 +65,16 @@ MEMORY_SMALL_BATCH = 4
 
 TABLES = ("accuracy", "ablation", "memory")
 
+#: SOLSA's own hyperparameters, searched with the learning rate in the full preset: the
+#: number of update points K (section 5) and the early-stop threshold (section 6). The
+#: baselines have no such knob (BPTT, e-prop: one update at the end; OTTT: every step;
+#: TBPTT's truncation is fixed at the paper's 20), so they search the learning rate only.
+SOLSA_GRID: dict[str, tuple[Any, ...]] = {"update_points": (2, 4, 8), "early_stop_threshold": (0.6, 0.9)}
+
+#: Short names of searched settings in run ids (the hash still covers the full spec).
+_SHORT = {"update_points": "K", "early_stop_threshold": "thr", "placement": "place", "gamma": "gamma"}
+_ORDER = {k: i for i, k in enumerate(_SHORT)}
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -77,6 +94,8 @@ class Preset:
     memory_datasets: tuple[str, ...] = DATASETS4
     memory_algos: tuple[str, ...] = MEMORY_ALGOS
     memory_small_batch: Optional[int] = MEMORY_SMALL_BATCH
+    #: per search algorithm, ``AlgorithmConfig`` fields searched besides the learning rate
+    algo_grid: Mapping[str, Mapping[str, tuple[Any, ...]]] = field(default_factory=dict)
 
     def epochs_for(self, dataset: str) -> int:
         return int(self.epochs.get(dataset, self.epochs.get("*", 30)))
@@ -88,6 +107,7 @@ FULL = Preset(
     seeds=(0, 1, 2),
     epochs={"*": 30},
     lr_grid=(1e-3, 3e-3, 1e-2),
+    algo_grid={"solsa": SOLSA_GRID},
 )
 
 QUICK = Preset(
@@ -120,21 +140,153 @@ def search_algorithm(table: str, algorithm: str) -> str:
     return "solsa" if table == "ablation" else algorithm
 
 
-def search_spec(preset: Preset, dataset: str, algorithm: str, lr: float, threads: Optional[int] = None) -> dict:
-    return {
+def _algorithm_defaults() -> dict[str, Any]:
+    from ..config import AlgorithmConfig
+
+    return {f.name: f.default for f in dataclasses.fields(AlgorithmConfig)}
+
+
+#: ``AlgorithmConfig`` settings a grid may search, with their type. Not searchable: ``name``,
+#: ``early_stop`` and ``override_schedule`` (they change which algorithm runs: the
+#: configurations of section 7 are fixed), ``points`` (explicit steps depend on each
+#: dataset's length) and ``backend`` (not a hyperparameter).
+SEARCHABLE: dict[str, type] = {"update_points": int, "placement": str, "early_stop_threshold": float,
+                               "truncation": int, "gamma": float}
+
+
+def relevant_settings(algorithm: str) -> tuple[str, ...]:
+    """The searchable settings that change what ``algorithm`` does (section 7's table):
+    the schedule for the K-scheduled ones, the threshold where early stop is on, the
+    truncation of TBPTT, ``gamma`` where decay and gain learn online."""
+    from ..config import ALGORITHM_TABLE
+    from ..rule import RULES
+
+    row = ALGORITHM_TABLE[algorithm]
+    out = []
+    if row["points"] == "K":
+        out += ["update_points", "placement"]
+    if row["early_stop"]:
+        out.append("early_stop_threshold")
+    if row["points"] == "truncate":
+        out.append("truncation")
+    if algorithm in RULES and RULES[algorithm].adaptive:
+        out.append("gamma")
+    return tuple(out)
+
+
+def _coerce(algo: str, key: str, v: Any) -> Any:
+    kind = SEARCHABLE[key]
+    bad = f"algo_grid[{algo!r}][{key!r}]: {v!r} is not "
+    if kind is str:
+        return str(v)
+    if isinstance(v, bool):
+        raise ValueError(bad + ("an integer" if kind is int else "a number"))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(bad + ("an integer" if kind is int else "a number")) from None
+    if not math.isfinite(f):
+        raise ValueError(bad + "finite")
+    if kind is int:
+        if f != int(f):
+            raise ValueError(bad + "a whole number")
+        return int(f)
+    return f
+
+
+def normalize_algo_grid(grid: Mapping[str, Mapping[str, Sequence[Any]]]) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """Check a grid and return it with typed values and duplicates removed (first kept).
+
+    Raises ``ValueError`` naming the bad entry: unknown algorithm, a setting that is not
+    searchable or has no effect on that algorithm, an empty list, a value of the wrong type,
+    or a combination the config rejects."""
+    from ..config import ALGORITHMS, AlgorithmConfig
+
+    out: dict[str, dict[str, tuple[Any, ...]]] = {}
+    for algo, fields in grid.items():
+        if algo not in ALGORITHMS:
+            raise ValueError(f"algo_grid: unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
+        rel = relevant_settings(algo)
+        clean: dict[str, tuple[Any, ...]] = {}
+        for k, vals in fields.items():
+            if k not in SEARCHABLE:
+                raise ValueError(f"algo_grid[{algo!r}]: {k!r} is not a searchable AlgorithmConfig setting "
+                                 f"(searchable: {', '.join(SEARCHABLE)})")
+            if k not in rel:
+                raise ValueError(f"algo_grid[{algo!r}]: {k!r} has no effect on {algo} "
+                                 f"(settings that do: {', '.join(rel) or 'none'})")
+            typed = tuple(dict.fromkeys(_coerce(algo, k, v) for v in vals))
+            if not typed:
+                raise ValueError(f"algo_grid[{algo!r}][{k!r}] is empty")
+            clean[k] = typed
+        keys = sorted(clean)
+        for combo in itertools.product(*(clean[k] for k in keys)):
+            try:  # every point must make a valid config (the config names the bad value)
+                AlgorithmConfig(algo, **dict(zip(keys, combo)))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ValueError(f"algo_grid[{algo!r}]: {exc}") from None
+        out[algo] = clean
+    return out
+
+
+def grid_points(preset: Preset, algorithm: str) -> list[dict[str, Any]]:
+    """The algorithm settings searched for ``algorithm`` (one dict per point, in grid order).
+
+    A dict holds only the settings that differ from ``AlgorithmConfig``'s defaults, so the
+    default point's runs keep the spec (and file) they had before the grid existed."""
+    grid = dict(preset.algo_grid.get(algorithm, {}))
+    if not grid:
+        return [{}]
+    defaults = _algorithm_defaults()
+    keys = sorted(grid)
+    return [{k: v for k, v in zip(keys, combo) if v != defaults[k]}
+            for combo in itertools.product(*(tuple(grid[k]) for k in keys))]
+
+
+def describe_kwargs(kwargs: Optional[Mapping[str, Any]], show: Sequence[str] = ()) -> str:
+    """``{"update_points": 8}`` -> ``"K8"`` (used in run ids and tables; "" for defaults).
+    Settings named in ``show`` appear with their default value when ``kwargs`` lacks them."""
+    kv = dict(kwargs or {})
+    if show:
+        defaults = _algorithm_defaults()
+        for k in show:
+            kv.setdefault(k, defaults[k])
+    return "-".join(f"{_SHORT.get(k, k)}{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    else f"{_SHORT.get(k, k)}{v}"
+                    for k, v in sorted(kv.items(), key=lambda kv: (_ORDER.get(kv[0], len(_ORDER)), kv[0])))
+
+
+def inherit_kwargs(algorithm: str, kwargs: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """The part of SOLSA's chosen settings an ablation variant has (:func:`relevant_settings`):
+    the schedule for the K-scheduled variants, the early-stop threshold for those with early
+    stop, ``gamma`` for the adaptive ones. Nothing else is passed on."""
+    rel = relevant_settings(algorithm)
+    return {k: v for k, v in (kwargs or {}).items() if k in rel}
+
+
+def search_spec(preset: Preset, dataset: str, algorithm: str, lr: float, threads: Optional[int] = None,
+                algorithm_kwargs: Optional[Mapping[str, Any]] = None) -> dict:
+    spec = {
         "kind": "search", "dataset": dataset, "algorithm": algorithm, "seed": preset.search_seed,
         "lr": float(lr), "epochs": preset.epochs_for(dataset), "batch_size": preset.batch_size,
         "val_fraction": preset.val_fraction, "split_seed": preset.split_seed, "threads": threads,
     }
+    if algorithm_kwargs:
+        spec["algorithm_kwargs"] = dict(algorithm_kwargs)
+    return spec
 
 
 def final_spec(preset: Preset, dataset: str, algorithm: str, seed: int, lr: float,
-               threads: Optional[int] = None, chosen_by: Optional[str] = None) -> dict:
-    return {
+               threads: Optional[int] = None, chosen_by: Optional[str] = None,
+               algorithm_kwargs: Optional[Mapping[str, Any]] = None) -> dict:
+    spec = {
         "kind": "final", "dataset": dataset, "algorithm": algorithm, "seed": int(seed), "lr": float(lr),
         "epochs": preset.epochs_for(dataset), "batch_size": preset.batch_size, "threads": threads,
         "chosen_by": chosen_by,
     }
+    if algorithm_kwargs:
+        spec["algorithm_kwargs"] = dict(algorithm_kwargs)
+    return spec
 
 
 def memory_specs(preset: Preset, T_values: Optional[Sequence[int]] = None, datasets: Optional[Sequence[str]] = None,
