@@ -279,6 +279,35 @@ def test_segment_ops_deterministic_across_threads(rule_name):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("rule_name", ["eprop", "ottt"])
+def test_segment_ops_mixed_sparsity_deterministic_across_threads(rule_name):
+    """Spike input where some samples are sparse (the kernels' list-of-nonzeros path) and
+    others busy (the dense path), large enough that the nonzero lists are built in
+    parallel: 1 and 2 threads give the same bits."""
+    rule = FLAG_CASES[rule_name]
+    S, B, n_out, n_in = 20, 8, 30, 256
+    fwd, learn = _op_args(rule, S=S, B=B, n_out=n_out, n_in=n_in)
+    gen = torch.Generator().manual_seed(5)
+    dens = torch.tensor([0.02 if b % 2 == 0 else 0.5 for b in range(B)])[None, :, None]
+    x = (torch.rand(S, B, n_in, generator=gen) < dens).float()
+    x[:, 2] = 0.0  # one sample without any spike
+    assert 16 * x[:, 0].sum() < S * n_in < 16 * x[:, 1].sum()  # both paths are taken
+    fwd, learn = (x,) + fwd[1:], (x,) + learn[1:]
+    old = torch.get_num_threads()
+    out = []
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            f, l = _cloned(fwd), _cloned(learn)
+            torch.ops.solsa.forward_segment(*f)
+            torch.ops.solsa.learn_segment(*l)
+            out.append([a for a in f + l if isinstance(a, torch.Tensor)])
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])
 def test_opcheck_segment_ops(rule_name):
     rule = FLAG_CASES[rule_name]
@@ -347,9 +376,10 @@ def test_segment_ops_cuda_match_cpu(rule_name, S):
             _close(a.cpu(), b, torch.float64, "cuda vs cpu")
 
 
+@pytest.mark.parametrize("density", [0.15, 0.03])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("rule_name", ["eprop", "ottt"])
-def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
+def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype, density):
     """Without the filter the CPU kernels skip inputs that are 0 (spikes): spike input with
     +0 and -0 entries (and a row with no spike at all) must still give the per-step op's
     states bitwise (e-prop's trace: to the tolerance, see the module doc) and its gradients
@@ -358,7 +388,8 @@ def test_segment_ops_skip_zero_inputs_exactly(rule_name, dtype):
     S, B, n_out, n_in = 9, 5, 19, 37
     gen = torch.Generator().manual_seed(11)
     w = (torch.randn(n_out, n_in, generator=gen, dtype=torch.float64) * 0.8).to(dtype)
-    spikes = (torch.rand(WARM + S, B, n_in, generator=gen) < 0.15).to(dtype)
+    spikes = (torch.rand(WARM + S, B, n_in, generator=gen) < density).to(dtype)
+    spikes[:, 1] = (torch.rand(WARM + S, n_in, generator=gen) < 0.5).to(dtype)  # one busy sample (dense path)
     neg0 = torch.rand(WARM + S, B, n_in, generator=gen) < 0.3
     xs = torch.where(neg0 & (spikes == 0), torch.tensor(-0.0, dtype=dtype), spikes)
     xs[:, 0] = 0.0  # sample 0 never spikes
