@@ -14,8 +14,10 @@ on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the run
 
 Training = forward + learning + the optimizer (Adam; for every contender built as the
 Trainer builds it: torch's fused Adam, ``common.adam``) at the update points: the online
-learners and SpikingJelly's OTTT step at K evenly spaced points of the timed steps, the
-BPTT contenders once at the end. The per-step loss is ``0.5*sum((O_top - target)^2)``
+learners and SpikingJelly's OTTT step at K evenly spaced points of the ``--steps`` window
+(a contender timed on a shorter window, the eager reference, at K scaled to it: the same
+number of optimizer steps per time step for every online learner), the BPTT contenders
+once at the end. The per-step loss is ``0.5*sum((O_top - target)^2)``
 (ours: ``dEdO = O_top - target``). Online learners cost the same per step at any T, so
 they are timed over the first ``--steps`` steps; BPTT's memory grows with T, so it is
 timed on a sequence of ``--bptt-steps`` / ``--peer-steps`` steps, and the table says how
@@ -88,13 +90,24 @@ def timed_steps(name: str, wl: dict[str, Any], a: argparse.Namespace) -> int:
     return min(T, a.peer_steps or T)
 
 
+def update_count(wl: dict[str, Any], steps: int, a: argparse.Namespace) -> int:
+    """Update points of an online contender timed on ``steps`` steps: ``--K`` per window of
+    the fused contenders (``--steps``), scaled to the contender's own window, so every online
+    learner steps its optimizer equally often per time step. (The eager reference, timed on
+    fewer steps, used to take --K updates in its short window: an optimizer step at every
+    step, 10x the fused path's optimizer work per step.)"""
+    ref = timed_steps("solsa_fused", wl, a)
+    return max(1, round(a.K * steps / ref))
+
+
 def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Runner:
     sizes, T = wl["sizes"], wl["T"]
     steps = timed_steps(name, wl, a)
+    K = update_count(wl, steps, a)
     x, target = common.make_data(a.batch, sizes[0], T, sizes[-1], device, dtype, wl.get("spike_density"),
                                  layout=a.layout)
     if name not in OURS:
-        return peers.build(name, sizes, x, target, steps, a.K)
+        return peers.build(name, sizes, x, target, steps, K)
 
     from solsa_ext import ops
     from solsa_ext.bptt import snn_forward
@@ -131,7 +144,7 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
     eng = OnlineEngine(params, neuron, rule, backend=backend)
     tensors = [t for p in params for t in ((p.w, p.decay, p.gain) if rule.adaptive else (p.w,))]
     opt = common.adam(tensors, lr=1e-3)
-    pts = common.update_points(steps, a.K)
+    pts = common.update_points(steps, K)
     B = a.batch
 
     def update() -> None:
@@ -328,7 +341,8 @@ def markdown(res: dict[str, Any]) -> str:
     bw = res["bandwidth"]
     lines.append(f"- bandwidth reference: {bw['reference']} = {bw['GBps']:.1f} GB/s")
     cfg = res["config"]
-    lines.append(f"- batch {cfg['batch']}, {cfg['dtype']}, K={cfg['K']} update points for online learners, "
+    lines.append(f"- batch {cfg['batch']}, {cfg['dtype']}, K={cfg['K']} update points per --steps window for online "
+                 f"learners (scaled to shorter windows), "
                  f"{cfg['repeats']} interleaved repetitions (median), input layout {cfg['layout']}"
                  f"{', quick mode' if cfg['quick'] else ''}")
     lines.append(f"- command: `{' '.join(res['argv'])}`")

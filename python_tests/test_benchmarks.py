@@ -72,6 +72,18 @@ def test_every_contender_builds_and_trains():
         assert r.timed_steps > 0
 
 
+def test_online_contenders_update_equally_often_per_step():
+    """The eager reference is timed on fewer steps than the fused path; its optimizer must
+    still step once per steps/K time steps, not K times in its short window."""
+    a = run.parse(["--steps", "100", "--eager-steps", "10", "--K", "10"])
+    wl = {"sizes": [4, 6, 3], "T": 200}
+    assert run.update_count(wl, run.timed_steps("solsa_fused", wl, a), a) == 10
+    assert run.update_count(wl, run.timed_steps("solsa_eager", wl, a), a) == 1
+    assert run.update_count(wl, run.timed_steps("sj_ottt", wl, a), a) == 10
+    assert run.update_count(wl, 3, a) == 1  # never below one update
+    assert "Adam at K=1 " in run.build("solsa_eager", wl, a, torch.device("cpu"), torch.float32).notes
+
+
 def test_suite_json_and_markdown(tmp_path):
     js, md = tmp_path / "suite.json", tmp_path / "suite.md"
     run.main(["--suite", "cpu", "--quick", "--in-process", "--workloads", "tiny", "--contenders",
