@@ -261,3 +261,20 @@ def test_memory_report_growth_and_skips(tmp_path):
     md = open(tmp_path / "memory.md").read()
     assert "skipped: would need 30.0 GiB (predicted), budget 10.0 GiB" in md and "BPTT (B=4)" in md and "largest T not measured" in md
     assert json.load(open(tmp_path / "memory.json"))["bptt_growth"] == pytest.approx(5600 / 600)
+
+
+def test_report_only_keeps_the_preset_grid_of_algorithms_the_stored_report_did_not_run(tmp_path):
+    """A stored report of the baselines only says nothing about SOLSA's grid: rebuilding the
+    SOLSA report must use the preset's grid (a report written before grids existed, by
+    contrast, searched the learning rate only)."""
+    out = tmp_path / "r"
+    out.mkdir()
+    meta = {"lr_grid": [1e-3, 3e-3, 1e-2], "algorithms": ["bptt"], "algo_grid": {}}
+    (out / "accuracy.json").write_text(json.dumps({"meta": meta}))
+    kw = dict(datasets=["BasicMotions"], report_only=True, progress=False, log=lambda s: None)
+    data = rcli.reproduce("accuracy", str(out), algorithms=["solsa"], **kw)
+    assert data["meta"]["algo_grid"] == {"solsa": {k: list(v) for k, v in tables.SOLSA_GRID.items()}}
+    old = {"lr_grid": [1e-3, 3e-3, 1e-2], "algorithms": ["solsa", "bptt"]}  # no algo_grid key: lr only
+    (out / "accuracy.json").write_text(json.dumps({"meta": old}))
+    data = rcli.reproduce("accuracy", str(out), algorithms=["solsa"], **kw)
+    assert data["meta"]["algo_grid"] == {}

@@ -139,8 +139,11 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
             lr_grid = stored["lr_grid"]
             log(f"--report-only: learning rates of the runs in {out}: {lr_grid}")
         if algo_grid is None and "lr_grid" in stored:
+            # the grids of the algorithms that invocation searched (a report written before
+            # grids existed has none: learning rate only); the others keep the preset's
+            searched = {tables.search_algorithm(table, a) for a in stored.get("algorithms", [])}
             algo_grid = {a: g for a, g in stored.get("algo_grid", {}).items()}
-            algo_grid.update({a: {} for a in preset.algo_grid if a not in algo_grid})
+            algo_grid.update({a: {} for a in preset.algo_grid if a in searched and a not in algo_grid})
             log(f"--report-only: algorithm settings searched by the runs in {out}: "
                 f"{ {a: g for a, g in algo_grid.items() if g} or 'none'}")
     if lr_grid:
