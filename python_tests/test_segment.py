@@ -260,10 +260,9 @@ def _cloned(args):
     return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
 
-@pytest.mark.parametrize("rule_name", list(FLAG_CASES))
-def test_segment_ops_deterministic_across_threads(rule_name):
-    rule = FLAG_CASES[rule_name]
-    fwd, learn = _op_args(rule, S=20, B=8, n_out=50, n_in=67)
+def _assert_same_bits_at_1_and_2_threads(fwd, learn):
+    """Run forward_segment + learn_segment on copies at 1 and at 2 threads: every tensor
+    argument (inputs, states, outputs, gradients) must come out bitwise the same."""
     old = torch.get_num_threads()
     out = []
     try:
@@ -277,6 +276,12 @@ def test_segment_ops_deterministic_across_threads(rule_name):
         torch.set_num_threads(old)
     for a, b in zip(*out):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rule_name", list(FLAG_CASES))
+def test_segment_ops_deterministic_across_threads(rule_name):
+    fwd, learn = _op_args(FLAG_CASES[rule_name], S=20, B=8, n_out=50, n_in=67)
+    _assert_same_bits_at_1_and_2_threads(fwd, learn)
 
 
 @pytest.mark.parametrize("rule_name", ["eprop", "ottt"])
@@ -292,20 +297,7 @@ def test_segment_ops_mixed_sparsity_deterministic_across_threads(rule_name):
     x = (torch.rand(S, B, n_in, generator=gen) < dens).float()
     x[:, 2] = 0.0  # one sample without any spike
     assert 16 * x[:, 0].sum() < S * n_in < 16 * x[:, 1].sum()  # both paths are taken
-    fwd, learn = (x,) + fwd[1:], (x,) + learn[1:]
-    old = torch.get_num_threads()
-    out = []
-    try:
-        for nt in (1, 2):
-            torch.set_num_threads(nt)
-            f, l = _cloned(fwd), _cloned(learn)
-            torch.ops.solsa.forward_segment(*f)
-            torch.ops.solsa.learn_segment(*l)
-            out.append([a for a in f + l if isinstance(a, torch.Tensor)])
-    finally:
-        torch.set_num_threads(old)
-    for a, b in zip(*out):
-        assert torch.equal(a, b)
+    _assert_same_bits_at_1_and_2_threads((x,) + fwd[1:], (x,) + learn[1:])
 
 
 @pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])
