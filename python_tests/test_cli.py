@@ -44,6 +44,15 @@ def test_paper_net_is_the_default(tmp_path, basic_motions):
     assert res["configs"]["network"]["sizes"] == [6, 100, 100, 4]
 
 
+@pytest.mark.parametrize("impl", ["auto", "loop", "foreach"])
+def test_optimizer_impl_option_is_applied_and_recorded(tmp_path, basic_motions, impl):
+    out = tmp_path / impl
+    assert main(["train", "--dataset", "BasicMotions", "--algo", "eprop", "--epochs", "0", "--out", str(out),
+                 "--optimizer-impl", impl, "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["optimizer_impl"] == {"auto": "fused", "loop": "loop", "foreach": "foreach"}[impl]
+
+
 def test_unknown_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--dataset", "NoSuchData", "--out", str(tmp_path)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
