@@ -273,12 +273,8 @@ def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorit
 
 def _keep_invocation(out: str, table: str, meta: dict[str, Any]) -> None:
     """--report-only: keep the command and wall time of the invocation that ran the runs."""
-    import json
-
-    try:
-        with open(os.path.join(out, f"{table}.json")) as f:
-            prev = json.load(f).get("meta", {})
-    except (OSError, ValueError):
+    prev = _stored_meta(out, table)
+    if prev is None:
         return
     for k in ("command", "wall_time_s", "started_at"):  # a rebuilt report carried them over already
         if k in prev:
