@@ -170,3 +170,66 @@ def test_engine_refuses_mixed_dtypes_and_shapes():
     params[0].decay = params[0].decay[:, :2]
     with pytest.raises(ValueError, match="layer 0 'decay' has shape"):
         OnlineEngine(params, NEURON, rule, backend="fused")
+
+
+def _sequence(eng, x, C, per_step):
+    """One sequence from reset: spikes, states (copies) and gradients (copies)."""
+    B, _, T = x.shape
+    eng.reset(B)
+    eng.zero_grads()
+    with ops.input_checks(False):
+        if per_step:
+            outs = []
+            for t in range(T):
+                O = eng.forward(x[:, :, t])
+                outs.append(O.clone())
+                eng.backward(O - C[:, :, t])
+            O = torch.stack(outs)
+        else:
+            O = eng.run_segment(x, lambda O: O - C[:, :, :O.shape[0]].permute(2, 0, 1))
+    states = [tuple(None if t is None else t.clone() for t in (s.F, s.e, s.V, s.O, s.sg)) for s in eng._fused]
+    grads = [tuple(None if t is None else t.clone() for t in (g.w, g.decay, g.gain)) for g in eng.grads()]
+    return O, states, grads
+
+
+@pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])
+@pytest.mark.parametrize("per_step", [False, True])
+def test_reset_reuses_states_in_place_and_equals_a_fresh_engine(rule_name, per_step):
+    """reset() with the same batch zeroes the states in place and keeps the plans; the next
+    sequence must give the bits of a fresh engine. Another batch or other neuron constants
+    must allocate anew (the plans hold the constants)."""
+    from solsa_ext.neuron import NeuronConfig
+
+    rule = FLAG_CASES[rule_name]
+    sizes, B, T = (5, 7, 3), 3, SEGMENT_CHUNK + 5
+    params, x1, gen = draw_case(sizes, B, T, torch.float64, rule, seed=11)
+    x2 = torch.randn(B, sizes[0], T, generator=gen, dtype=torch.float64) * 1.5
+    C = torch.rand(B, sizes[-1], T, generator=gen, dtype=torch.float64).round()
+
+    eng = OnlineEngine(params, NEURON, rule, backend="fused")
+    _sequence(eng, x1, C, per_step)
+    e_ptr = eng._fused[1].e.data_ptr()
+    plan = eng._seg_plan if not per_step else eng._plan
+    assert plan is not None
+    got = _sequence(eng, x2, C, per_step)
+    assert eng._fused[1].e.data_ptr() == e_ptr, "same batch: the states are reused"
+    assert (eng._seg_plan if not per_step else eng._plan) is plan, "and so are the plans"
+    want = _sequence(OnlineEngine(params, NEURON, rule, backend="fused"), x2, C, per_step)
+    _same(got[0], want[0], "spikes")
+    for l, (a, b) in enumerate(zip(got[1] + got[2], want[1] + want[2])):
+        for u, v in zip(a, b):
+            if u is not None:
+                _same(u, v, f"state/grad {l}")
+    assert got[0].sum() > 0 and got[2][0][0].abs().sum() > 0
+
+    # another batch: new states
+    _sequence(eng, x2[:2], C[:2], per_step)
+    assert eng._fused[1].e.shape[0] == 2 and eng._fused[1].e.data_ptr() != e_ptr
+    # other neuron constants: new states and plans, and the new constants are used
+    other = NeuronConfig(lam=0.7, vth=0.9, sigma=0.4)
+    eng.neuron = other
+    got = _sequence(eng, x2[:2], C[:2], per_step)
+    want = _sequence(OnlineEngine(params, other, rule, backend="fused"), x2[:2], C[:2], per_step)
+    _same(got[0], want[0], "spikes with the new neuron constants")
+    for a, b in zip(got[2], want[2]):
+        _same(a[0], b[0], "grad w with the new neuron constants")

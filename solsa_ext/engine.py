@@ -108,6 +108,7 @@ class OnlineEngine:
         self._plan: Optional[StepPlan] = None
         self._planned_step = False  # whether the last forward() ran through self._plan
         self._seg_plan: Optional[SegmentPlan] = None
+        self._state_sig: tuple = ()
         self._grads = [self._new_grads(p) for p in self.params]
 
     # ----------------------------------------------------------------- helpers
@@ -138,16 +139,37 @@ class OnlineEngine:
         """Start new sequences: zero every state and set the step counter to 0."""
         if batch_size <= 0:
             raise ValueError(f"OnlineEngine.reset: batch_size must be > 0, got {batch_size}")
-        self._batch = batch_size
         self._t = 0
-        self._plan = None
         self._planned_step = False
-        self._seg_plan = None
         w = self.params[0].w
         if self.backend == "fused":
-            self._fused = [_FusedLayer(p, batch_size, self.rule) for p in self.params]
+            sig = self._state_signature(batch_size)
+            if self._fused and self._state_sig == sig:
+                # Same batch, shapes, neuron and rule: zero the states in place and keep the
+                # plans (their raw pointers point into these tensors; they still re-check the
+                # parameters' addresses before every use) instead of allocating the per-synapse
+                # state afresh for every sequence (docs/PERFORMANCE.md: reset).
+                for s in self._fused:
+                    for t in (s.F, s.F_prev, s.e, s.V, s.O, s.sg):
+                        if t is not None:
+                            t.zero_()
+                    s.x = None
+            else:
+                self._plan = None
+                self._seg_plan = None
+                self._fused = [_FusedLayer(p, batch_size, self.rule) for p in self.params]
+                self._state_sig = sig
+            self._batch = batch_size
         else:
+            self._batch = batch_size
             self._ref = [LayerState.zeros(batch_size, p.n_out, p.n_in, w.dtype, w.device) for p in self.params]
+
+    def _state_signature(self, batch_size: int) -> tuple:
+        """What the fused states and the plans built on them depend on: the batch, every
+        parameter's shape, dtype and device (the states are sized and typed from them), and the
+        neuron constants and rule (the plans' structs hold them)."""
+        shapes = tuple((tuple(p.w.shape), p.w.dtype, p.w.device) for p in self.params)
+        return (batch_size, self.neuron, self.rule) + shapes
 
     def _ensure_f_prev(self) -> None:
         """Allocate the per-step path's F[t-1] buffers (adaptive kernel only) if not there yet."""
