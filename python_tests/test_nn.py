@@ -76,3 +76,43 @@ def test_is_a_module_with_parameters():
     names = dict(layer.named_parameters())
     assert set(names) == {"w", "decay", "gain"} and names["w"].shape == (2, 3)
     assert "n_in=3" in repr(layer)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(decay_init=1.5), "decay_init"),            # above decay_max: the filter would grow without bound
+    (dict(decay_init=-0.1), "decay_init"),
+    (dict(decay_init=float("nan")), "decay_init"),
+    (dict(gain_init=-1.0), "gain_init"),              # outside gain_range
+    (dict(gain_init=3.0), "gain_init"),
+    (dict(gain_range=(0.0, float("inf"))), "gain_range"),
+    (dict(gain_range=(1.0, 0.5)), "gain_range"),
+    (dict(w_scale=float("nan")), "w_scale"),
+    (dict(w_scale=0.0), "w_scale"),
+    (dict(decay_max=float("nan")), "decay_max"),
+    (dict(lam=float("nan")), "lam"),
+])
+def test_constructor_rejects_values_the_trainer_config_rejects(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        PSPLIF(3, 4, backend="reference", **kwargs)
+
+
+def test_bad_calls_name_the_argument():
+    with pytest.raises(ValueError, match="n_in"):
+        PSPLIF(0, 4)
+    with pytest.raises(TypeError, match="dtype"):
+        PSPLIF(3, 4, dtype=torch.int32)
+    layer = PSPLIF(3, 4, backend="reference")
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch"):
+            layer.reset_state(bad)
+    layer.reset_state(2)
+    with pytest.raises(TypeError, match="float64"):
+        layer(torch.rand(2, 3, dtype=torch.float64))      # no silent cast to float32
+    o = layer(torch.ones(2, 3, dtype=torch.bool))          # spikes as bool are converted
+    assert o.dtype == torch.float32
+    with pytest.raises(ValueError, match="dEdO"):
+        layer.error(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="mask"):
+        layer.error(torch.zeros(2, 4), mask=torch.ones(3))
+    mu = layer.error(torch.ones(2, 4), mask=torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(mu, layer.sg * torch.tensor([[1.0], [0.0]]))

@@ -53,6 +53,65 @@ def test_opcheck_spatial_error(with_gain):
     torch.library.opcheck(torch.ops.solsa.spatial_error.default, (mu_up, a["w"], a["gain"] if with_gain else None, sg_low))
 
 
+@pytest.mark.parametrize("with_gain", [True, False])
+def test_spatial_error_autograd_matches_gradcheck(with_gain):
+    """spatial_error is pure: its registered backward must give the derivatives of
+    (mu_up @ (w_up * gain_up)) * sg_low (numerical gradcheck, float64), also through opcheck."""
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(3, 4, generator=g, dtype=D).requires_grad_()
+    w = torch.randn(4, 5, generator=g, dtype=D).requires_grad_()
+    gain = (torch.rand(4, 5, generator=g, dtype=D) + 0.5).requires_grad_() if with_gain else None
+    sg = torch.rand(3, 5, generator=g, dtype=D).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.solsa.spatial_error(*a), (mu, w, gain, sg))
+    torch.library.opcheck(torch.ops.solsa.spatial_error.default, (mu, w, gain, sg))
+    # and against autograd through the plain formula
+    out = torch.ops.solsa.spatial_error(mu, w, gain, sg)
+    ref = (mu @ (w * gain if with_gain else w)) * sg
+    go = torch.randn(3, 5, generator=g, dtype=D)
+    got = torch.autograd.grad(out, [t for t in (mu, w, gain, sg) if t is not None], go)
+    want = torch.autograd.grad(ref, [t for t in (mu, w, gain, sg) if t is not None], go)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _mutating_calls(a):
+    gw = torch.zeros_like(a["w"])
+    S = 2
+    seq = lambda n: torch.zeros(S, 3, n, dtype=D)  # noqa: E731
+    return {
+        "step": (torch.ops.solsa.step, list(_step_args(a)), 1),                    # w
+        "learn": (torch.ops.solsa.learn, [a["sg"], a["e"], gw, None, None, None, None, None, 0.7], 0),  # mu
+        "forward_segment": (torch.ops.solsa.forward_segment,
+                            [torch.randn(S, 3, 5, dtype=D), a["w"], a["decay"], a["gain"], a["F"], a["V"], a["O"],
+                             a["sg"], seq(4), seq(4), NEURON.lam, NEURON.vth, NEURON.sigma], 1),  # w
+        "learn_segment": (torch.ops.solsa.learn_segment,
+                          [torch.randn(S, 3, 5, dtype=D), a["w"], None, None, None, a["e"], a["sg"], seq(4),
+                           seq(4), gw, None, None, [1.0] * S, NEURON.lam, NEURON.vth, True], 8),  # mu_seq
+    }
+
+
+@pytest.mark.parametrize("op", ["step", "learn", "forward_segment", "learn_segment"])
+def test_mutating_ops_refuse_arguments_that_require_grad(op):
+    """They have no autograd formula: an argument that requires grad (grad mode on) is an
+    error naming it, never a silently missing gradient; under no_grad the call runs."""
+    fn, args, k = _mutating_calls(_layer())[op]
+    args[k] = args[k].clone().requires_grad_()
+    names = {"step": "w", "learn": "mu", "forward_segment": "w", "learn_segment": "mu_seq"}
+    with pytest.raises(ValueError, match=rf"'{names[op]}' requires grad.*no autograd formula"):
+        fn(*args)
+    with torch.no_grad():
+        fn(*args)
+
+
+def test_shape_errors_name_the_argument_that_is_wrong():
+    a = _layer()
+    gw = torch.zeros_like(a["w"])  # (4, 5)
+    with pytest.raises(ValueError, match=r"'mu' must have shape \(3, 4\), got \(3, 6\)"):
+        torch.ops.solsa.learn(torch.zeros(3, 6, dtype=D), a["e"], gw, None, None, None, None, None, 1.0)
+    with pytest.raises(ValueError, match=r"'mu_up' must have shape \(3, 4\), got \(3, 6\)"):
+        torch.ops.solsa.spatial_error(torch.zeros(3, 6, dtype=D), a["w"], None, torch.rand(3, 5, dtype=D))
+
+
 class TwoLayerOnline(torch.nn.Module):
     """A small model that runs T steps of two layers and one learning pass per step."""
 

@@ -33,6 +33,16 @@ from .neuron import NeuronConfig, surrogate
 __all__ = ["PSPLIF"]
 
 
+def _check_range(name: str, v: float, lo: float, hi: float, *, open_lo: bool = False, open_hi: bool = False,
+                 hi_name: Optional[str] = None) -> None:
+    """Raise a ValueError naming ``name`` unless ``v`` is a finite number in the interval."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)
+    if not ok:
+        bounds = f"{'(' if open_lo else '['}{lo:g}, {hi_name + '=' if hi_name else ''}{hi:g}{')' if open_hi else ']'}"
+        raise ValueError(f"PSPLIF: {name} must lie in {bounds}, got {v!r}")
+
+
 class PSPLIF(nn.Module):
     """One fully connected layer of PSP-LIF neurons with its online-learning states."""
 
@@ -58,12 +68,25 @@ class PSPLIF(nn.Module):
         device: Optional[torch.device] = None,
     ) -> None:
         super().__init__()
-        if n_in < 1 or n_out < 1:
-            raise ValueError(f"PSPLIF needs n_in, n_out >= 1, got {n_in}, {n_out}")
+        for name, v in (("n_in", n_in), ("n_out", n_out)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"PSPLIF: {name} must be an int >= 1, got {v!r}")
         if adaptive and not filter:
             raise ValueError("PSPLIF: adaptive=True needs filter=True")
-        if not 0.0 < decay_max < 1.0:
-            raise ValueError(f"decay_max must lie in (0, 1), got {decay_max}")
+        _check_range("decay_max", decay_max, 0.0, 1.0, open_lo=True, open_hi=True)
+        _check_range("decay_init", decay_init, 0.0, decay_max, hi_name="decay_max")
+        if len(tuple(gain_range)) != 2:
+            raise ValueError(f"PSPLIF: gain_range must be (low, high), got {gain_range!r}")
+        g_lo, g_hi = (float(v) for v in gain_range)
+        if not (math.isfinite(g_lo) and math.isfinite(g_hi) and 0.0 <= g_lo <= g_hi):
+            raise ValueError(f"PSPLIF: gain_range must be finite with 0 <= low <= high, got {tuple(gain_range)}")
+        _check_range("gain_init", gain_init, g_lo, g_hi, hi_name="gain_range[1]")
+        if gain_init <= 0:
+            raise ValueError(f"PSPLIF: gain_init must be > 0 (the weights' scale divides by it), got {gain_init}")
+        if not (isinstance(w_scale, (int, float)) and math.isfinite(w_scale) and w_scale > 0):
+            raise ValueError(f"PSPLIF: w_scale must be finite and > 0, got {w_scale!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"PSPLIF: dtype must be torch.float32 or torch.float64, got {dtype}")
         self.neuron = NeuronConfig(lam, vth, sigma)
         self.n_in, self.n_out = n_in, n_out
         self.filter, self.adaptive, self.reset_in_trace = filter, adaptive, reset_in_trace
@@ -93,6 +116,8 @@ class PSPLIF(nn.Module):
 
     def reset_state(self, batch: int) -> None:
         """Zero every state for ``batch`` new sequences (step counter t = 0)."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"PSPLIF.reset_state: batch must be an int >= 1, got {batch!r}")
         z = lambda *s: torch.zeros(*s, dtype=self.w.dtype, device=self.w.device)  # noqa: E731
         syn = (batch, self.n_out, self.n_in)
         self.F = z(*syn) if self.filter else None
@@ -109,6 +134,11 @@ class PSPLIF(nn.Module):
             raise RuntimeError("PSPLIF: call reset_state(batch) before the first step")
         if x_t.dim() != 2 or x_t.shape[1] != self.n_in or x_t.shape[0] != self.V.shape[0]:
             raise ValueError(f"PSPLIF: x_t must be ({self.V.shape[0]}, {self.n_in}), got {tuple(x_t.shape)}")
+        if x_t.device != self.w.device:
+            raise ValueError(f"PSPLIF: x_t is on {x_t.device} but the layer is on {self.w.device}")
+        if x_t.is_floating_point() and x_t.dtype != self.w.dtype:
+            # bool/int spikes are converted; a float of another precision is refused, not cast silently
+            raise TypeError(f"PSPLIF: x_t is {x_t.dtype} but the layer is {self.w.dtype}; convert one of them first")
         x_t = x_t.to(self.w.dtype)
         n = self.neuron
         if self.backend == "fused":
@@ -144,6 +174,13 @@ class PSPLIF(nn.Module):
 
     def error(self, dEdO: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """This layer's error mu = dE/dO * sg (B, n_out), times an optional per-sample mask (B,)."""
+        if self.sg is None:
+            raise RuntimeError("PSPLIF.error: call reset_state(batch) and a forward step first")
+        if tuple(dEdO.shape) != tuple(self.sg.shape):
+            raise ValueError(f"PSPLIF.error: dEdO must have shape {tuple(self.sg.shape)} (B, n_out), got {tuple(dEdO.shape)}")
+        if mask is not None and tuple(mask.shape) != (self.sg.shape[0],):
+            raise ValueError(f"PSPLIF.error: mask must have shape ({self.sg.shape[0]},) (one value per sample), "
+                             f"got {tuple(mask.shape)}")
         mu = dEdO.to(self.sg.dtype) * self.sg
         return mu if mask is None else mu * mask.to(mu.dtype)[:, None]
 

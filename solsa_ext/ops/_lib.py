@@ -150,6 +150,22 @@ def check_no_overlap(op: str, written: dict, read: dict) -> None:
                 )
 
 
+def check_no_autograd(op: str, **tensors: Optional[torch.Tensor]) -> None:
+    """The ops that write their outputs in place (step, learn and their segment forms) have
+    no autograd formula: they are the online rule's own gradient machinery. An argument
+    that requires grad while grad mode is on would get no gradient (torch only warns), so
+    refuse it, naming the argument."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            raise ValueError(
+                f"solsa.{op}: argument '{name}' requires grad, but this op has no autograd formula (it writes "
+                "its outputs in place; the online rule computes the gradients itself, see docs/OPS.md): pass "
+                f"{name}.detach() or call it under torch.no_grad()"
+            )
+
+
 def check_dims(op: str, name: str, t: torch.Tensor, ndim: int, legend: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"solsa.{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")

@@ -19,6 +19,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_autograd,
     check_no_overlap,
     check_scalars,
     check_tensor,
@@ -40,6 +41,7 @@ LIB.define(
 
 
 def _check(x, w, decay, gain, F, V, O, sg, O_seq, sg_seq, lam, vth, sigma) -> None:
+    check_no_autograd(OP, x=x, w=w, decay=decay, gain=gain, F=F, V=V, O=O, sg=sg, O_seq=O_seq, sg_seq=sg_seq)
     check_dims(OP, "x", x, 3, "(S, B, n_in)")
     check_dims(OP, "w", w, 2, "(n_out, n_in)")
     S, B, n_in = x.shape

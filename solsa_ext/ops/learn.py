@@ -16,6 +16,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_autograd,
     check_no_overlap,
     check_scalars,
     check_tensor,
@@ -35,10 +36,13 @@ LIB.define(
 
 
 def _check(mu, e, gw, x, w, F_prev, gdecay, ggain, coef) -> None:
+    check_no_autograd(OP, mu=mu, e=e, gw=gw, x=x, w=w, F_prev=F_prev, gdecay=gdecay, ggain=ggain)
     check_dims(OP, "mu", mu, 2, "(B, n_out)")
     check_dims(OP, "gw", gw, 2, "(n_out, n_in)")
-    B, n_out = mu.shape
-    n_in = gw.shape[1]
+    # the layer's size comes from its gradient accumulator, the batch from mu: a mu of the
+    # wrong width is then reported as mu's error, not gw's
+    n_out, n_in = gw.shape
+    B = mu.shape[0]
     check_batch(OP, B)
     check_tensor(OP, "gw", gw, (n_out, n_in), gw)
     check_tensor(OP, "mu", mu, (B, n_out), gw, finite=True)

@@ -19,6 +19,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_autograd,
     check_no_overlap,
     check_scalars,
     check_tensor,
@@ -40,6 +41,8 @@ LIB.define(
 
 def _check(x, w, decay, gain, F, e, sg0, sg_seq, mu_seq, gw, gdecay, ggain, coef, lam, vth, reset_in_trace) -> bool:
     """Validate every argument; return ``presyn`` (the trace is (B, n_in))."""
+    check_no_autograd(OP, x=x, w=w, decay=decay, gain=gain, F=F, e=e, sg0=sg0, sg_seq=sg_seq, mu_seq=mu_seq,
+                      gw=gw, gdecay=gdecay, ggain=ggain)
     check_dims(OP, "x", x, 3, "(S, B, n_in)")
     check_dims(OP, "w", w, 2, "(n_out, n_in)")
     S, B, n_in = x.shape

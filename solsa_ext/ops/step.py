@@ -16,6 +16,7 @@ from ._lib import (
     _C,
     check_batch,
     check_dims,
+    check_no_autograd,
     check_no_overlap,
     check_scalars,
     check_tensor,
@@ -37,6 +38,7 @@ LIB.define(
 
 def _check(x, w, decay, gain, F, F_prev, e, V, O, sg, lam, vth, sigma, reset_in_trace) -> bool:
     """Validate every argument; return ``presyn`` (the trace is (B, n_in))."""
+    check_no_autograd(OP, x=x, w=w, decay=decay, gain=gain, F=F, F_prev=F_prev, e=e, V=V, O=O, sg=sg)
     check_dims(OP, "x", x, 2, "(B, n_in)")
     check_dims(OP, "w", w, 2, "(n_out, n_in)")
     B = x.shape[0]
