@@ -84,3 +84,18 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"hello": 1}, p)
     with pytest.raises(ValueError, match="not a solsa_ext checkpoint"):
         Trainer.load(str(p))
+
+
+def test_unreadable_checkpoints_are_value_errors(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match="notes.txt is not a solsa_ext checkpoint"):
+        Trainer.load(str(text))
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt is not a solsa_ext checkpoint"):
+        Trainer.load(str(empty))
+    with pytest.raises(ValueError, match="is a folder, not a checkpoint file"):
+        Trainer.load(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        Trainer.load(str(tmp_path / "missing.pt"))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from solsa_ext.cli import main
+from solsa_ext.cli import _write_json, main, parse_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,3 +79,109 @@ def test_basic_motions_defaults_reach_target(tmp_path, basic_motions):
     assert main(["train", "--dataset", "BasicMotions", "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["test_accuracy"] >= 0.95, res["test_accuracy"]
+
+
+# ------------------------------------------------------------- bad arguments
+def _fails(argv, capsys) -> str:
+    """Run the CLI on bad arguments: exit status 2 (argparse's or main's), returns stderr."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--target-rate", "nan"], "--target-rate"), (["--target-rate", "-5"], "--target-rate"),
+    (["--loss", "step_ce", "--loss-scale", "nan"], "--loss-scale"), (["--loss-scale", "inf"], "--loss-scale"),
+    (["--loss-scale", "0"], "--loss-scale"),
+    (["--gain-max", "nan"], "--gain-max"), (["-K", "0"], "--update-points"), (["--lr", "nan"], "--lr"),
+    (["--device", "gpu"], "--device"),
+    (["--threads", "-1"], "--threads"), (["--eval-test-every", "-1"], "--eval-test-every"),
+    (["--val-split", "nan"], "--val-split"), (["--val-split", "1.0"], "--val-split"),
+    (["--epochs", "-1"], "--epochs"), (["--batch-size", "0"], "--batch-size"), (["--hidden", "0"], "--hidden"),
+    (["-O", "download=maybe"], "-O/--dataset-option: download"),
+    (["-O", "binary=no"], "-O/--dataset-option: dataset BasicMotions does not take option 'binary'"),
+])
+def test_bad_values_are_errors_naming_the_flag(tmp_path, capsys, args, flag):
+    out = tmp_path / "run"
+    err = _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--out", str(out), "--no-progress", *args],
+                 capsys)
+    assert f"argument {flag}" in err, err
+    assert not (out / "results.json").exists()
+
+
+def test_bad_paths_are_errors_naming_the_flag(tmp_path, capsys):
+    base = ["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress"]
+    text = tmp_path / "file.txt"
+    text.write_text("hello\n")
+    err = _fails(base + ["--out", str(text)], capsys)
+    assert "argument --out" in err and "exists and is not a folder" in err
+    err = _fails(base + ["--out", str(text / "x")], capsys)
+    assert "argument --out" in err and "cannot create the folder" in err
+    out = str(tmp_path / "o")
+    err = _fails(base + ["--out", out, "--resume", str(text)], capsys)
+    assert "argument --resume" in err and "not a solsa_ext checkpoint" in err
+    err = _fails(base + ["--out", out, "--resume", str(tmp_path)], capsys)
+    assert "argument --resume" in err and "is a folder" in err
+    err = _fails(base + ["--out", out, "--resume", str(tmp_path / "missing.pt")], capsys)
+    assert "argument --resume" in err and "No such file" in err
+
+
+def test_dataset_options_are_typed():
+    assert parse_options(["binary=no", "n_steps=10", "window_ms=none", "cache=OFF", "layout=auto"], "DVSGesture") == \
+        {"binary": False, "n_steps": 10, "window_ms": None, "cache": False, "layout": "auto"}
+    for word, value in (("yes", True), ("On", True), ("1", True), ("FALSE", False), ("0", False)):
+        assert parse_options([f"binary={word}"], "DVSGesture") == {"binary": value}
+    assert parse_options(["download=no"], "BasicMotions") == {"download": False}
+    assert parse_options(["test_subjects=[3,4]", "threshold=0.5"], "EMGGesture") == \
+        {"test_subjects": [3, 4], "threshold": 0.5}
+    for item, msg in (("n_steps=ten", "n_steps expects an integer"), ("binary=2", "binary expects a boolean"),
+                      ("window_ms=nan", "window_ms expects a finite number"), ("nope=1", "does not take option 'nope'")):
+        with pytest.raises(ValueError, match=msg):
+            parse_options([item], "DVSGesture")
+
+
+def test_results_json_is_strict_json(tmp_path):
+    path = str(tmp_path / "r.json")
+    _write_json({"loss": float("nan"), "history": [{"x": float("inf")}, {"x": 1.5}]}, path)
+
+    def strict(c):
+        raise AssertionError(f"bare {c} in results.json")
+
+    assert json.loads(open(path).read(), parse_constant=strict) == {"loss": None, "history": [{"x": None}, {"x": 1.5}]}
+
+
+def test_resume_warns_about_ignored_flags(tmp_path, capsys, basic_motions):
+    out = tmp_path / "r"
+    base = ["train", "--dataset", "BasicMotions", "--epochs", "0", "--hidden", "8", "--no-progress"]
+    assert main(base + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(out / "more"), "--resume", str(out / "checkpoint.pt"), "--algo", "bptt",
+                        "--lr", "0.1", "--seed", "0", "--batch-size", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "ignoring --algo bptt (checkpoint: solsa), --lr 0.1 (checkpoint: 0.003)" in err, err
+    assert "--seed" not in err and "--batch-size" not in err and "--hidden" not in err  # same as the checkpoint's
+    res = json.loads((out / "more" / "results.json").read_text())
+    assert res["algorithm"] == "solsa" and res["configs"]["optimizer"]["lr"] == 3e-3
+    # a flag given at its default value still conflicts with a checkpoint that differs
+    assert main(base + ["--out", str(out / "lr"), "--lr", "0.01"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(out / "lr2"), "--resume", str(out / "lr" / "checkpoint.pt"), "--lr", "3e-3"]) == 0
+    assert "ignoring --lr 0.003 (checkpoint: 0.01)" in capsys.readouterr().err
+
+
+def test_train_help_is_true(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]
+    assert "(default: None)" not in text and "(default: True)" not in text
+    assert "force early stop off" in text and "on for solsa and variant3 only" in text
+    assert text.count("runs/<dataset>-<algo>-seed<seed>") == 1
+    for flag, default in (("--epochs EPOCHS", 15), ("--batch-size BATCH_SIZE", 16), ("--seed SEED", 0),
+                          ("--lr LR", 0.003)):
+        part = re.split(r" --[a-z-]+ [A-Z_]+ ", text.split(flag, 1)[1], maxsplit=1)[0]  # up to the next option
+        assert f"(default: {default})" in part and len(part) > 25, (flag, part)

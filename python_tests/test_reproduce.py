@@ -156,6 +156,48 @@ def test_parser_extension_point():
         p.parse_args(["reproduce", "--table", "nope", "--out", "D"])
 
 
+@pytest.mark.parametrize("args, msg", [
+    (["--table", "accuracy", "--algorithms", "bogus", "--epochs", "1"],
+     "argument --algorithms: algorithms 'bogus' not in the accuracy table; choose from solsa, bptt, tbptt, eprop, ottt"),
+    (["--table", "all", "--algorithms", "tbptt"], "argument --algorithms: algorithms 'tbptt' not in the ablation table"),
+    (["--table", "memory", "--T", "-5"], "argument --T: must be >= 1"),
+    (["--table", "memory", "--T", "0"], "argument --T: must be >= 1"),
+    (["--table", "accuracy", "--epochs", "0"], "argument --epochs: must be >= 1"),
+    (["--table", "accuracy", "--seeds", "0", "-1"], "argument --seeds: must be >= 0"),
+    (["--table", "accuracy", "--jobs", "0"], "argument --jobs: must be >= 1"),
+    (["--table", "accuracy", "--threads", "-1"], "argument --threads: must be >= 1"),
+    (["--table", "accuracy", "--lr-grid", "1e-3", "nan"], "argument --lr-grid: must be a finite number > 0"),
+    (["--table", "accuracy", "--lr-grid", "0"], "argument --lr-grid: must be a finite number > 0"),
+    (["--table", "memory", "--memory-budget-gb", "inf"], "argument --memory-budget-gb"),
+    (["--table", "accuracy", "--datasets", "Nope"], "argument --datasets: unknown dataset 'Nope'"),
+    (["--table", "memory", "--memory-datasets", "Nope"], "argument --memory-datasets: unknown dataset 'Nope'"),
+    (["--table", "memory", "--device", "gpu"], "argument --device: must be cpu, cuda, cuda:N or auto"),
+])
+def test_reproduce_checks_arguments_before_running(args, msg, tmp_path, capsys, monkeypatch):
+    from solsa_ext.cli import main
+
+    def no_runs(*a, **k):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(runner, "run_specs", no_runs)
+    out = tmp_path / "D"
+    try:
+        rc = main(["reproduce", *args, "--out", str(out), "--no-progress"])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_reproduce_api_checks_algorithms(tmp_path):
+    with pytest.raises(ValueError, match="'bogus' not in the memory table; choose from solsa, bptt, eprop, ottt"):
+        rcli.reproduce("memory", str(tmp_path), quick=True, algorithms=["solsa", "bogus"], progress=False)
+    with pytest.raises(ValueError, match="memory_T"):
+        rcli.reproduce("memory", str(tmp_path), quick=True, memory_T=[100, 0], progress=False)
+
+
 # ----------------------------------------------------------------- tiny runs
 def test_accuracy_table_runs_and_resumes(tmp_path, monkeypatch):
     pytest.importorskip("aeon")

@@ -12,6 +12,7 @@ from solsa_ext.bptt import snn_forward
 from solsa_ext.neuron import NeuronConfig
 from solsa_ext.reference import LayerParams, solsa_ref
 from solsa_ext.rule import RULES
+from solsa_ext.trainer import resolve_device
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -207,6 +208,37 @@ def test_clamp_after_optimizer_step():
 def test_decay_max_must_be_below_one():
     with pytest.raises(ValueError, match="decay_max"):
         NetworkConfig(decay_max=1.0)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(target_rate=float("nan")), "LossConfig.target_rate"), (dict(target_rate=-5.0), "LossConfig.target_rate"),
+    (dict(target_rate=1.5), "LossConfig.target_rate"), (dict(off_rate=float("nan")), "LossConfig.off_rate"),
+    (dict(off_rate=1.0), "LossConfig.off_rate"), (dict(name="step_ce", scale=float("nan")), "LossConfig.scale"),
+    (dict(scale=float("inf")), "LossConfig.scale"), (dict(scale=0.0), "LossConfig.scale"),
+    (dict(scale=-1.0), "LossConfig.scale"),
+])
+def test_loss_config_rejects_values_that_train_to_nan(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        LossConfig(**kwargs)
+    LossConfig(target_rate=0.8, off_rate=0.1, scale=5.0)  # in range
+
+
+def test_config_errors_name_the_bad_field():
+    with pytest.raises(ValueError, match="NetworkConfig.gain_max .*got nan"):
+        NetworkConfig(gain_max=float("nan"))
+    with pytest.raises(ValueError, match="NetworkConfig.gain_min"):
+        NetworkConfig(gain_min=float("nan"))
+    with pytest.raises(ValueError, match="NetworkConfig.w_bias"):
+        NetworkConfig(w_bias=float("inf"))
+    with pytest.raises(ValueError, match="AlgorithmConfig.early_stop_threshold"):
+        AlgorithmConfig(early_stop_threshold=2.0)
+    with pytest.raises(ValueError, match="TrainConfig.device must be cpu, cuda, cuda:N or auto, got 'gpu'"):
+        TrainConfig(device="gpu")
+    with pytest.raises(ValueError, match="TrainConfig.eval_every"):
+        TrainConfig(eval_every=0)
+    TrainConfig(device="cuda:1"), TrainConfig(device="auto")  # valid strings (CUDA is checked when built)
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto"):
+        resolve_device("gpu")
 
 
 def test_same_init_for_every_algorithm():

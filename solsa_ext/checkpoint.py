@@ -84,7 +84,16 @@ def save_checkpoint(tr: "Trainer", path: str) -> None:
 def load_checkpoint(path: str, device: Optional[str] = None) -> "Trainer":
     from .trainer import Trainer
 
-    ck = torch.load(os.fspath(path), map_location="cpu", weights_only=False)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a checkpoint file (give the checkpoint.pt inside it)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise  # missing or unreadable: FileNotFoundError / PermissionError say which
+    except Exception as exc:  # noqa: BLE001 - torch.load on a non-checkpoint fails in many ways
+        raise ValueError(f"{path} is not a solsa_ext checkpoint (format {FORMAT}): cannot unpickle it "
+                         f"({type(exc).__name__}: {exc})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a solsa_ext checkpoint (format {FORMAT})")
     cfg = {k: config_from_dict(k, v) for k, v in ck["configs"].items()}

@@ -46,6 +46,8 @@ ALGORITHM_TABLE: dict[str, dict[str, Any]] = {
 PLACEMENTS = ("even", "late")
 LOSSES = ("rate_mse", "step_ce", "count_ce")
 PREDICTIONS = ("count", "count_first")
+#: Largest ``LossConfig.scale`` (softmax logits ``scale * O`` far beyond it only saturate).
+MAX_LOSS_SCALE = 1000.0
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -95,9 +97,14 @@ class NetworkConfig:
         _check(0.0 < self.decay_max < 1.0, f"NetworkConfig.decay_max must lie in (0, 1), got {self.decay_max}")
         _check(0.0 <= self.decay_init <= self.decay_max,
                f"NetworkConfig.decay_init must lie in [0, decay_max={self.decay_max}], got {self.decay_init}")
+        _check(math.isfinite(self.gain_min), f"NetworkConfig.gain_min must be finite, got {self.gain_min}")
+        _check(math.isfinite(self.gain_max) and self.gain_max > 0 and self.gain_max >= self.gain_min,
+               f"NetworkConfig.gain_max must be finite, > 0 and >= gain_min={self.gain_min}, got {self.gain_max}")
         _check(self.gain_min <= self.gain_init <= self.gain_max and self.gain_init > 0,
-               f"NetworkConfig.gain_init must be > 0 and lie in [gain_min, gain_max], got {self.gain_init}")
+               f"NetworkConfig.gain_init must be > 0 and lie in [gain_min={self.gain_min}, gain_max={self.gain_max}], "
+               f"got {self.gain_init}")
         _check(math.isfinite(self.w_scale) and self.w_scale > 0, f"NetworkConfig.w_scale must be > 0, got {self.w_scale}")
+        _check(math.isfinite(self.w_bias), f"NetworkConfig.w_bias must be finite, got {self.w_bias}")
 
 
 @dataclass
@@ -147,7 +154,8 @@ class AlgorithmConfig:
         if self.points is not None:
             self.points = tuple(int(p) for p in self.points)
             _check(len(self.points) > 0 and all(p >= 0 for p in self.points), "AlgorithmConfig.points must be non-negative step indices")
-        _check(0.0 <= self.early_stop_threshold <= 1.0, f"early_stop_threshold must lie in [0, 1], got {self.early_stop_threshold}")
+        _check(0.0 <= self.early_stop_threshold <= 1.0,
+               f"AlgorithmConfig.early_stop_threshold must lie in [0, 1], got {self.early_stop_threshold}")
         _check(int(self.truncation) >= 1, f"AlgorithmConfig.truncation must be >= 1, got {self.truncation}")
         _check(0.0 <= self.gamma <= 1.0, f"AlgorithmConfig.gamma must lie in [0, 1], got {self.gamma}")
         if self.backend not in ("auto", "fused", "reference"):
@@ -240,6 +248,10 @@ class LossConfig:
                            dE/dO[t] = scale / (t+1) * (softmax - onehot).
     prediction: ``"count"`` argmax of the output spike count over the valid steps (ties:
            the lowest index); ``"count_first"`` ties broken by the earliest first spike.
+
+    Ranges (checked, a ``ValueError`` names the field): ``target_rate`` and ``off_rate`` are
+    spike rates per step, ``0 <= off_rate < target_rate <= 1``; ``0 < scale <= 1000``
+    (:data:`MAX_LOSS_SCALE`).
     """
 
     name: str = "rate_mse"
@@ -253,6 +265,10 @@ class LossConfig:
             raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction rule {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+        _check(0.0 <= self.target_rate <= 1.0, f"LossConfig.target_rate must lie in [0, 1] (a spike rate), got {self.target_rate}")
+        _check(0.0 <= self.off_rate < self.target_rate,
+               f"LossConfig.off_rate must lie in [0, target_rate={self.target_rate}), got {self.off_rate}")
+        _check(0.0 < self.scale <= MAX_LOSS_SCALE, f"LossConfig.scale must lie in (0, {MAX_LOSS_SCALE:g}], got {self.scale}")
 
 
 @dataclass
@@ -278,8 +294,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(int(self.batch_size) >= 1, f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
         _check(int(self.epochs) >= 0, f"TrainConfig.epochs must be >= 0, got {self.epochs}")
+        _check(int(self.eval_every) >= 1, f"TrainConfig.eval_every must be >= 1, got {self.eval_every}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"TrainConfig.dtype must be float32 or float64, got {self.dtype!r}")
+        check_device(self.device, "TrainConfig.device")
+
+
+def check_device(device: Any, name: str = "device") -> None:
+    """``ValueError`` naming ``name`` unless ``device`` is "auto" or a device string torch parses
+    ("cpu", "cuda", "cuda:1", ...); whether CUDA is there is checked when the trainer is built."""
+    import torch
+
+    if device == "auto" or isinstance(device, torch.device):
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be cpu, cuda, cuda:N or auto, got {device!r}") from None
 
 
 ConfigT = Union[NetworkConfig, AlgorithmConfig, OptimizerConfig, LossConfig, TrainConfig]

@@ -31,6 +31,7 @@ from .config import (
     NetworkConfig,
     OptimizerConfig,
     TrainConfig,
+    check_device,
     config_to_dict,
 )
 from .early_stop import EarlyStop
@@ -63,6 +64,7 @@ def flush_denormals() -> None:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device, "device")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available")

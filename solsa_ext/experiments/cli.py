@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
+from ..cli import int_at_least, positive_float
+from ..config import check_device
 from . import tables
 from .tables import PRESETS, TABLES
 
@@ -45,19 +47,26 @@ def _add_arguments(r: argparse.ArgumentParser) -> None:
                    help="reduced version for CI smoke tests: 2 datasets, 1 seed, 4 epochs, 2 learning rates; "
                         "memory: T in {100, 400}, BasicMotions only")
     r.add_argument("--datasets", nargs="+", default=None, help="datasets (default: the preset's)")
-    r.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds of the final runs (default: 0 1 2; quick: 0)")
-    r.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (search and final runs)")
-    r.add_argument("--lr-grid", nargs="+", type=float, default=None, help="learning rates searched on the validation split")
-    r.add_argument("--algorithms", nargs="+", default=None, help="restrict the table's algorithms")
+    r.add_argument("--seeds", nargs="+", type=int_at_least(0), default=None,
+                   help="seeds of the final runs (default: 0 1 2; quick: 0)")
+    r.add_argument("--epochs", type=int_at_least(1), default=None, help="override the preset's epochs (search and final runs)")
+    r.add_argument("--lr-grid", nargs="+", type=positive_float, default=None,
+                   help="learning rates searched on the validation split")
+    r.add_argument("--algorithms", nargs="+", default=None,
+                   help="restrict the table's algorithms (accuracy: " + " ".join(tables.ACCURACY_ALGOS)
+                        + "; ablation: " + " ".join(tables.ABLATION_ALGOS) + "; memory: " + " ".join(tables.MEMORY_ALGOS)
+                        + ")")
     r.add_argument("--algo-grid", nargs="+", default=None, metavar="ALGO:SETTING=V1,V2|ALGO:none",
                    help="replace the preset's search grid of an algorithm's own settings (AlgorithmConfig fields), "
                         "e.g. solsa:update_points=2,4,8 solsa:early_stop_threshold=0.6,0.9; 'solsa:none' searches "
                         "the learning rate only (full preset default: " + _grid_help() + ")")
-    r.add_argument("--jobs", type=int, default=1, help="training runs in parallel (worker processes)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1 with --jobs > 1)")
-    r.add_argument("--T", dest="memory_T", nargs="+", type=int, default=None, help="memory table: sequence lengths")
+    r.add_argument("--jobs", type=int_at_least(1), default=1, help="training runs in parallel (worker processes)")
+    r.add_argument("--threads", type=int_at_least(1), default=None,
+                   help="torch threads per run (default 1 with --jobs > 1)")
+    r.add_argument("--T", dest="memory_T", nargs="+", type=int_at_least(1), default=None,
+                   help="memory table: sequence lengths")
     r.add_argument("--memory-datasets", nargs="*", default=None, help="memory table: datasets at their own T")
-    r.add_argument("--memory-budget-gb", type=float, default=None,
+    r.add_argument("--memory-budget-gb", type=positive_float, default=None,
                    help="memory table: skip runs predicted above this (default: half of MemAvailable at each run)")
     r.add_argument("--device", default="cpu", help="memory table: cpu or cuda")
     r.add_argument("--malloc-default", action="store_true",
@@ -103,6 +112,15 @@ def parse_algo_grid(items: Optional[Sequence[str]]) -> Optional[dict[str, dict[s
     return grid
 
 
+def check_algorithms(table: str, algorithms: Optional[Sequence[str]]) -> None:
+    """``ValueError`` listing the table's algorithms unless every one of ``algorithms`` is among them."""
+    valid = tables.algorithms_for(table)
+    bad = [a for a in algorithms or () if a not in valid]
+    if bad:
+        raise ValueError(f"algorithms {', '.join(map(repr, bad))} not in the {table} table; "
+                         f"choose from {', '.join(valid)}")
+
+
 def _stored_meta(out: str, table: str) -> Optional[dict[str, Any]]:
     import json
 
@@ -131,6 +149,9 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
     from .runner import machine_info
 
     preset = PRESETS["quick" if quick else "full"]
+    check_algorithms(table, algorithms)
+    if memory_T is not None and not all(int(T) >= 1 for T in memory_T):
+        raise ValueError(f"memory_T: sequence lengths must be >= 1, got {list(memory_T)}")
     if epochs is not None:
         preset = dataclasses.replace(preset, epochs={"*": int(epochs)})
     if report_only and table != "memory" and (stored := _stored_meta(out, table)) is not None:
@@ -287,9 +308,27 @@ def main_reproduce(args: argparse.Namespace) -> int:
     if "reproduce" in argv:
         argv = argv[argv.index("reproduce") + 1:]
     command = "python -m solsa_ext reproduce " + " ".join(argv)
+    # check what can be checked before the first (possibly hours long) table runs
+    for t in which:
+        try:
+            check_algorithms(t, args.algorithms)
+        except ValueError as exc:
+            raise ValueError(f"argument --algorithms: {exc}") from None
+    from ..datasets.registry import get_spec
+
+    for flag, names in (("--datasets", args.datasets), ("--memory-datasets", args.memory_datasets)):
+        for name in names or ():
+            try:
+                get_spec(name)
+            except ValueError as exc:
+                raise ValueError(f"argument {flag}: {exc}") from None
+    check_device(args.device, "argument --device:")
+    grid = parse_algo_grid(args.algo_grid)
+    if grid is not None:
+        tables.normalize_algo_grid(grid)
     for t in which:
         reproduce(t, args.out, quick=args.quick, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs,
-                  lr_grid=args.lr_grid, algorithms=args.algorithms, algo_grid=parse_algo_grid(args.algo_grid),
+                  lr_grid=args.lr_grid, algorithms=args.algorithms, algo_grid=grid,
                   jobs=args.jobs, threads=args.threads,
                   memory_T=args.memory_T, memory_datasets=args.memory_datasets,
                   memory_budget_gb=args.memory_budget_gb, device=args.device, progress=not args.no_progress,
