@@ -233,3 +233,31 @@ def test_reset_reuses_states_in_place_and_equals_a_fresh_engine(rule_name, per_s
     _same(got[0], want[0], "spikes with the new neuron constants")
     for a, b in zip(got[2], want[2]):
         _same(a[0], b[0], "grad w with the new neuron constants")
+
+
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_backward_needs_its_own_forward(backend):
+    """Each forward() takes one backward(): a second one for the same step, or one after
+    reset() or run_segment(), would add a gradient from stale traces; it is refused."""
+    rule = FLAG_CASES["solsa"]
+    params, x, gen = draw_case((4, 5, 3), 2, 8, torch.float64, rule, seed=2)
+    eng = OnlineEngine(params, NEURON, rule, backend=backend)
+    eng.reset(2)
+    d = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="call forward"):
+        eng.backward(d)                                   # right after reset
+    eng.forward(x[:, :, 0])
+    eng.backward(d)
+    before = eng.grads()[0].w.clone()
+    with pytest.raises(RuntimeError, match="call forward"):
+        eng.backward(d)                                   # a second backward for step 0
+    eng.run_segment(x[:, :, 1:6], lambda O: O)
+    g_seg = eng.grads()[0].w.clone()
+    assert not torch.equal(g_seg, before)
+    with pytest.raises(RuntimeError, match="call forward"):
+        eng.backward(d)                                   # after run_segment
+    assert torch.equal(eng.grads()[0].w, g_seg), "a refused backward adds nothing"
+    eng.forward(x[:, :, 6])
+    with pytest.raises(ValueError, match="dEdO"):
+        eng.backward(torch.ones(2, 4, dtype=torch.float64))
+    eng.backward(d)                                       # a bad call does not use up the step

@@ -422,3 +422,42 @@ def test_optimizer_impl_is_reported():
     assert tr.optimizer_impl == "fused"
     tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig("solsa"), OptimizerConfig(kwargs={"foreach": False}))
     assert tr.optimizer_impl == "loop"
+
+
+def test_labels_are_required_for_fit_and_evaluate_of_tensors():
+    """Without y every sample used to be trained/scored as class 0 (a meaningless accuracy)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, 7, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    tr = _trainer("solsa")
+    with pytest.raises(ValueError, match="needs the labels y"):
+        tr.fit(x, epochs=1)
+    tr.fit(x, y, epochs=1)
+    with pytest.raises(ValueError, match="needs the labels y"):
+        tr.evaluate(x)
+    assert tr.predict(x).shape == (6,)          # predictions alone need no labels
+    with pytest.raises(ValueError, match="epochs"):
+        tr.fit(x, y, epochs=-1)
+    with pytest.raises(ValueError, match="whole numbers"):
+        tr.evaluate(x, y, lengths=torch.tensor([7.0, 6.5, 7.0, 7.0, 7.0, 7.0]))
+    r = tr.evaluate(x, y, lengths=torch.tensor([7.0, 6.0, 7.0, 7.0, 7.0, 7.0]))   # integral floats are fine
+    assert r["n"] == 6
+
+
+def test_single_class_training_labels_warn():
+    tr = Trainer(NetworkConfig(sizes=None), AlgorithmConfig("solsa", backend="reference"),
+                 train=TrainConfig(batch_size=4, dtype="float64"))
+    x = torch.randn(4, 3, 5, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="single class"):
+        tr.fit(x, torch.zeros(4, dtype=torch.int64), epochs=1)
+
+
+@pytest.mark.parametrize("algo,want", [("bptt", [6]), ("tbptt", [2, 5, 6])])
+def test_update_hook_gets_the_step_index_for_the_autograd_baselines(algo, want):
+    """BPTT updates at the last step, TBPTT at the end of each truncation window (it used to get -1)."""
+    steps = []
+    tr = _trainer(algo, **({"truncation": 3} if algo == "tbptt" else {}))
+    tr.update_hook = lambda t, step, grads: steps.append(step)
+    x = torch.randn(4, 5, 7, dtype=torch.float64)
+    tr.fit(x, torch.tensor([0, 1, 2, 0]), epochs=1)
+    assert steps == want

@@ -76,13 +76,14 @@ def autograd_sequence(
     neuron: NeuronConfig,
     loss_cfg: LossConfig,
     points: Sequence[int],
-    on_update: Callable[[], None],
+    on_update: Callable[[int], None],
     truncated: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train on one batch with BPTT (``points == [T-1]``) or TBPTT (segments end at ``points``).
 
-    ``on_update`` is called after ``loss.backward()`` of each segment (it divides nothing:
-    the loss is already the batch mean) and must step the optimizer and clamp.
+    ``on_update(step)`` is called after ``loss.backward()`` of each segment with the index of
+    the segment's last step (it divides nothing: the loss is already the batch mean) and must
+    step the optimizer and clamp.
     Returns the per-sample summed loss (B,) and the top spikes (B, N, T) (detached).
     """
     from .bptt import snn_forward
@@ -92,7 +93,7 @@ def autograd_sequence(
         spikes = snn_forward(x, params, neuron, filter=True)
         per = sequence_loss(loss_cfg, spikes, y, valid)
         (per.sum() / B).backward()
-        on_update()
+        on_update(T - 1)
         return per.detach(), spikes.detach()
     state = CarriedState.zeros(x, params, True)
     counts = x.new_zeros(B, params[-1].n_out)
@@ -102,7 +103,7 @@ def autograd_sequence(
         seg, state = forward_segment(x[:, :, start:end + 1], params, neuron, state, True)
         per = sequence_loss(loss_cfg, seg, y, valid[:, start:end + 1], t0=start, counts0=counts)
         (per.sum() / B).backward()
-        on_update()
+        on_update(end)
         counts = counts + (seg.detach() * valid[:, None, start:end + 1].to(seg.dtype)).sum(-1)
         state = state.detach()
         pers.append(per.detach())

@@ -107,6 +107,7 @@ class OnlineEngine:
         self._ref: list[LayerState] = []
         self._plan: Optional[StepPlan] = None
         self._planned_step = False  # whether the last forward() ran through self._plan
+        self._backward_due = False  # a forward() whose step has not had its backward() yet
         self._seg_plan: Optional[SegmentPlan] = None
         self._state_sig: tuple = ()
         self._grads = [self._new_grads(p) for p in self.params]
@@ -141,6 +142,7 @@ class OnlineEngine:
             raise ValueError(f"OnlineEngine.reset: batch_size must be > 0, got {batch_size}")
         self._t = 0
         self._planned_step = False
+        self._backward_due = False
         w = self.params[0].w
         if self.backend == "fused":
             sig = self._state_signature(batch_size)
@@ -246,6 +248,7 @@ class OnlineEngine:
                     s.x = inp
                     inp = s.O
                 self._t += 1
+                self._backward_due = True
                 return inp
             for p, s in zip(self.params, self._fused):
                 torch.ops.solsa.step(
@@ -260,6 +263,7 @@ class OnlineEngine:
                 self._ref[l] = layer_step_ref(inp, q, self._ref[l], n, r)
                 inp = self._ref[l].O
         self._t += 1
+        self._backward_due = True
         return inp
 
     @torch.no_grad()
@@ -269,8 +273,13 @@ class OnlineEngine:
         ``sample_mask`` (B,) multiplies each sample's error (0 = no gradient from it: padding
         or early stop). Gradients are batch sums of dE/dparam.
         """
-        if self._t == 0:
-            raise RuntimeError("OnlineEngine.backward: call forward() for this step first")
+        if not self._backward_due:
+            # the traces and surrogates are those of the last forward() step; a second
+            # backward() for it, or one after run_segment() or reset(), would add a wrong gradient
+            raise RuntimeError(
+                "OnlineEngine.backward: no forward() step is waiting for its backward() (each forward() takes "
+                "one backward(); run_segment() does both for its steps): call forward(x_t) for this step first"
+            )
         top = self.params[-1].n_out
         if dEdO.shape != (self._batch, top):
             raise ValueError(f"OnlineEngine.backward: dEdO must have shape ({self._batch}, {top}), got {tuple(dEdO.shape)}")
@@ -283,6 +292,7 @@ class OnlineEngine:
                     f"OnlineEngine.backward: sample_mask must have shape ({self._batch},), got {tuple(sample_mask.shape)}"
                 )
             mu = mu * sample_mask.to(mu.dtype)[:, None]
+        self._backward_due = False  # arguments checked: this step's backward is done
         if self.backend == "fused" and self._planned_step:
             # forward() ran through the plan: so does this step's backward (same buffers)
             self._plan.mu[-1].copy_(mu)
@@ -352,6 +362,7 @@ class OnlineEngine:
         top = self.params[-1].n_out
         if S == 0:
             return x_seg.new_zeros(0, self._batch, top)
+        self._backward_due = False  # the segment's steps get their gradients here
         outs = []
         for s0 in range(0, S, SEGMENT_CHUNK):
             s1 = min(S, s0 + SEGMENT_CHUNK)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -304,7 +305,10 @@ class Trainer:
     def _check_lengths(self, lengths: Optional[ArrayLike], n: int, T: int) -> torch.Tensor:
         if lengths is None:
             return torch.full((n,), T, dtype=torch.int64)
-        ln = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths).to(torch.int64)
+        raw = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths)
+        if raw.is_floating_point() and not bool((raw == raw.round()).all()):
+            raise ValueError("lengths must be whole numbers of steps, got fractional values")
+        ln = raw.to(torch.int64)
         if ln.shape != (n,):
             raise ValueError(f"lengths must have shape ({n},), got {tuple(ln.shape)}")
         if ln.min() < 1 or ln.max() > T:
@@ -323,6 +327,9 @@ class Trainer:
         if y is None:
             raise RuntimeError("the network is not built: call fit first or give NetworkConfig.sizes")
         n_cls = len(self.classes) if self.classes is not None else int(y.max()) + 1
+        if n_cls < 2:
+            warnings.warn(f"the training labels hold a single class ({int(y.max())}): the network gets {n_cls} "
+                          "output neuron(s) and every prediction will be that class", stacklevel=3)
         self.build((C, *DEFAULT_HIDDEN, n_cls))
 
     def _batches(self, data: Union[Batch, Iterable], batch_size: int, shuffle: bool) -> Iterator[Batch]:
@@ -345,11 +352,16 @@ class Trainer:
             self._ensure_built(b.x.shape[1], b.y)
             yield b
 
-    def _as_data(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike]) -> Union[Batch, Iterable]:
+    def _as_data(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike],
+                 what: Optional[str] = None) -> Union[Batch, Iterable]:
         if isinstance(x, torch.utils.data.DataLoader) or (not isinstance(x, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(x, "__iter__")):
             if y is not None or lengths is not None:
                 raise ValueError("with a DataLoader, labels and lengths come from its batches")
             return x
+        if y is None and what is not None:
+            # without labels every sample would be scored/trained as class 0
+            raise ValueError(f"Trainer.{what} needs the labels y for tensor/array input "
+                             f"(predict(x) gives predictions without labels)")
         b = self._prepare(x, y, lengths)
         self._ensure_built(b.x.shape[1], b.y if y is not None else None)
         return b
@@ -481,11 +493,11 @@ class Trainer:
         if learn:
             points = schedule_for(self.algorithm, Tv)
 
-            def on_update() -> None:
+            def on_update(step: int) -> None:
                 if self.update_hook is not None:
                     grads = [LayerGrads(p.w.grad * x.shape[0], p.decay.grad * x.shape[0], p.gain.grad * x.shape[0])
                              for p in self.params]
-                    self.update_hook(self, -1, grads)
+                    self.update_hook(self, step, grads)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.clamp_()
@@ -541,7 +553,9 @@ class Trainer:
         predictions made while training), [val_loss, val_accuracy], updates, early_stopped
         (fraction of samples that early-stopped), time_s.
         """
-        data = self._as_data(x, y, lengths)
+        if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0):
+            raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
+        data = self._as_data(x, y, lengths, what="fit")
         n_epochs = self.train_config.epochs if epochs is None else int(epochs)
         bs = self.train_config.batch_size
         bar = None
@@ -593,8 +607,8 @@ class Trainer:
         return self.history
 
     # ------------------------------------------------------------- inference
-    def _infer(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike]):
-        data = self._as_data(x, y, lengths)
+    def _infer(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike], what: Optional[str] = None):
+        data = self._as_data(x, y, lengths, what)
         bs = max(self.train_config.batch_size, 64)
         preds, ys, losses, scores = [], [], [], []
         for b in self._batches(data, bs, shuffle=False):
@@ -627,7 +641,7 @@ class Trainer:
         """``{"accuracy", "loss" (mean per-step loss), "n", "confusion" (n_classes x n_classes)}``."""
         if not self.params:
             raise RuntimeError("the network is not built: call fit first or give NetworkConfig.sizes")
-        pred, ys, losses, _ = self._infer(x, y, lengths)
+        pred, ys, losses, _ = self._infer(x, y, lengths, what="evaluate")
         k = self.n_classes
         conf = torch.zeros(k, k, dtype=torch.int64)
         conf.index_put_((ys, pred), torch.ones_like(ys), accumulate=True)
