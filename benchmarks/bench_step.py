@@ -1,7 +1,11 @@
 """One full SOLSA training sequence: fused kernels vs the eager reference, and the roofline.
 
     python benchmarks/bench_step.py --json OUT.json [--device cpu|cuda] [--batch 32] [--T 200]
-        [--sizes 8,200,200,10] [--threads N] [--dtype float32] [--algo solsa]
+        [--sizes 8,200,200,10] [--threads N] [--dtype float32] [--algo solsa] [--segment N]
+
+Every count (--batch, --T, --repeats, --eager-repeats, --eager-steps, --segment,
+--triad-mb, --threads) must be a positive integer, --spike-density in (0, 1]; bad values
+and an unwritable --json are rejected before anything is timed (exit 2).
 
 Measured in one process, interleaved (fused, eager, fused, eager, ...), medians reported:
 
@@ -10,8 +14,9 @@ Measured in one process, interleaved (fused, eager, fused, eager, ...), medians 
   derivative ``dEdO = O_top - target``; input checks off, as the Trainer runs it.
 - ``segment``: ``OnlineEngine.run_segment`` (torch.ops.solsa.forward_segment/learn_segment):
   the same T steps in segments of --segment steps (the steps between two update points;
-  default T/4, i.e. the Trainer's default K=4), each per-synapse row kept in cache across
-  a segment's steps. This is the path the Trainer trains with.
+  --segment must be >= 1; omitted, it is max(1, T//4), i.e. the Trainer's default K=4),
+  each per-synapse row kept in cache across a segment's steps. This is the path the
+  Trainer trains with (main checks that its timed runs processed all T steps).
 - ``eager``: the same driver with ``OnlineEngine(backend="reference")``, i.e. the eager
   PyTorch functions of ``solsa_ext.reference`` (layer_step_ref / learn_ref /
   spatial_error_ref, the bodies of ``solsa_ref``'s loop) on the same inputs.
@@ -44,26 +49,37 @@ from benchmarks import common
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", default=None, help="write the results here (default: print them)")
+    pos = common.positive_int
+    ap.add_argument("--json", default=None, help="write the results here (default: print them); checked before "
+                    "any timing: its parent must be (or be creatable as) a writable directory")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--T", type=int, default=200)
-    ap.add_argument("--sizes", default="8,200,200,10", help="layer sizes incl. input (EMG-action network)")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--batch", type=pos, default=32, help="batch size (>= 1)")
+    ap.add_argument("--T", type=pos, default=200, help="sequence length, steps (>= 1)")
+    ap.add_argument("--sizes", type=common.parse_sizes, default="8,200,200,10",
+                    help="layer sizes incl. input, >= 2 positive integers separated by ',' (EMG-action network)")
+    ap.add_argument("--threads", type=pos, default=None, help="torch.set_num_threads (>= 1; default: torch's)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--algo", default="solsa", help="a key of solsa_ext.rule.RULES")
-    ap.add_argument("--segment", type=int, default=None,
-                    help="segment length of the run_segment path (default T/4: K=4 update points)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions of the fused sequence")
-    ap.add_argument("--eager-repeats", type=int, default=3, help="timed repetitions of the eager sequence")
-    ap.add_argument("--eager-steps", type=int, default=None,
-                    help="time only the first N steps of the eager reference (default: all T)")
+    ap.add_argument("--segment", type=pos, default=None,
+                    help="segment length (>= 1) of the run_segment path; omitted: max(1, T//4), i.e. the "
+                    "Trainer's default K=4 update points")
+    ap.add_argument("--repeats", type=pos, default=5, help="timed repetitions of the fused sequence (>= 1)")
+    ap.add_argument("--eager-repeats", type=pos, default=3, help="timed repetitions of the eager sequence (>= 1)")
+    ap.add_argument("--eager-steps", type=pos, default=None,
+                    help="time only the first N >= 1 steps of the eager reference (capped at T; default: all T)")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
-    ap.add_argument("--triad-mb", type=int, default=256, help="MB per triad array")
+    ap.add_argument("--triad-mb", type=pos, default=256, help="MB per triad array (>= 1)")
     ap.add_argument("--layout", choices=("tbc", "bct"), default="tbc",
                     help="input storage: time-major (x[:, :, t] contiguous) or (B, C, T) contiguous")
-    ap.add_argument("--spike-density", type=float, default=None, help="Bernoulli spike input (default: currents)")
-    return ap.parse_args(argv)
+    ap.add_argument("--spike-density", type=common.density, default=None,
+                    help="Bernoulli spike input of this density, in (0, 1] (default: currents)")
+    args = ap.parse_args(argv)
+    from solsa_ext.rule import RULES
+
+    if args.algo not in RULES:
+        ap.error(f"argument --algo: invalid choice: {args.algo!r} (choose from {sorted(RULES)})")
+    common.check_outputs(ap, json=args.json)
+    return args
 
 
 def _engine_sequence(eng, x: torch.Tensor, target: torch.Tensor, steps: int) -> Callable[[], None]:
@@ -72,26 +88,39 @@ def _engine_sequence(eng, x: torch.Tensor, target: torch.Tensor, steps: int) -> 
     B = x.shape[0]
 
     def run() -> None:
+        done = 0
         with ops.input_checks(False):
             eng.reset(B)
             for t in range(steps):
                 o = eng.forward(x[:, :, t])
                 eng.backward(o - target)
+                done += 1
+        run.steps_done = done  # type: ignore[attr-defined]
 
+    run.steps_done = 0  # type: ignore[attr-defined]
     return run
 
 
 def _segment_sequence(eng, x: torch.Tensor, target: torch.Tensor, steps: int, seg: int) -> Callable[[], None]:
+    """``steps`` steps in segments of ``seg``; the returned function records the steps its
+    last call processed in ``run.steps_done`` (main checks it: no figure from zero work)."""
     from solsa_ext import ops
 
+    if seg < 1 or steps < 1 or steps > x.shape[2]:
+        raise ValueError(f"segment run: need 1 <= steps <= T={x.shape[2]} and seg >= 1, got steps={steps}, seg={seg}")
     B = x.shape[0]
 
     def run() -> None:
+        done = 0
         with ops.input_checks(False):
             eng.reset(B)
             for t0 in range(0, steps, seg):
-                eng.run_segment(x[:, :, t0:min(steps, t0 + seg)], lambda o: o - target)
+                xs = x[:, :, t0:min(steps, t0 + seg)]
+                eng.run_segment(xs, lambda o: o - target)
+                done += xs.shape[2]
+        run.steps_done = done  # type: ignore[attr-defined]
 
+    run.steps_done = 0  # type: ignore[attr-defined]
     return run
 
 
@@ -165,7 +194,7 @@ def main(argv=None) -> dict[str, Any]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible to torch")
     dtype = common.parse_dtype(args.dtype)
-    sizes = common.parse_sizes(args.sizes)
+    sizes = list(args.sizes)
 
     from solsa_ext.engine import OnlineEngine
     from solsa_ext.neuron import NeuronConfig
@@ -186,7 +215,7 @@ def main(argv=None) -> dict[str, Any]:
         "loss": "per-step dEdO = O_top - target (one-hot target); gradients accumulated, no optimizer step",
         "eager_impl": "OnlineEngine(backend='reference'): solsa_ext.reference.layer_step_ref/learn_ref/"
                       "spatial_error_ref, same driver loop as the fused run",
-        "input": "spikes, density %g" % args.spike_density if args.spike_density else "currents N(0, 1.5^2)",
+        "input": "spikes, density %g" % args.spike_density if args.spike_density is not None else "currents N(0, 1.5^2)",
         "input_layout": args.layout,
     }
 
@@ -199,10 +228,10 @@ def main(argv=None) -> dict[str, Any]:
     x, target = common.make_data(B, sizes[0], T, sizes[-1], device, dtype, args.spike_density, layout=args.layout)
     fused = OnlineEngine(params, neuron, rule, backend="fused")
     fused_run = _engine_sequence(fused, x, target, T)
-    seg = args.segment or max(1, T // 4)
+    seg = args.segment if args.segment is not None else max(1, T // 4)
     fns = {"fused": fused_run,
            "segment": _segment_sequence(OnlineEngine(params, neuron, rule, backend="fused"), x, target, T, seg)}
-    eager_steps = min(T, args.eager_steps or T)
+    eager_steps = min(T, args.eager_steps) if args.eager_steps is not None else T
     if not args.no_eager:
         eager = OnlineEngine(params, neuron, rule, backend="reference")
         fns["eager"] = _engine_sequence(eager, x, target, eager_steps)
@@ -259,6 +288,13 @@ def main(argv=None) -> dict[str, Any]:
         "sample_steps_per_s": B / fused_s,
         "loadavg_at_end": list(os.getloadavg()),
     })
+    # the headline figure (speedup_vs_eager) comes from these runs: never from zero work
+    expect = {"fused": T, "segment": T, "eager": eager_steps}
+    for k, fn in fns.items():
+        done = getattr(fn, "steps_done", None)
+        if done != expect[k] or not times[k]:
+            raise RuntimeError(f"bench_step: the {k} run processed {done} of {expect[k]} steps "
+                               f"({len(times[k])} timed runs): refusing to report a figure from it")
     seg_s = common.median(times["segment"]) / T
     result.update({
         "segment_length": seg,

@@ -6,6 +6,7 @@ held to, and say which were met.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -42,15 +43,95 @@ def sync(device: torch.device | str) -> None:
 def parse_dtype(name: str) -> torch.dtype:
     table = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64, "fp64": torch.float64}
     if name not in table:
-        raise SystemExit(f"unknown --dtype {name!r}: choose float32 or float64")
+        raise ValueError(f"unknown dtype {name!r}: choose float32 or float64")
     return table[name]
 
 
 def parse_sizes(text: str) -> list[int]:
-    sizes = [int(s) for s in re.split(r"[,\-x ]+", text.strip()) if s]
+    """Layer sizes, input first: positive integers separated by ',' (also 'x', blanks, or
+    '-' between two digits, as in "8-200-200-10"), at least two of them. Anything else
+    (a negative or zero size, a non-integer, an empty entry) raises
+    ``argparse.ArgumentTypeError`` (argparse: "argument --sizes: ...", exit 2)."""
+    src = str(text).strip()
+    tokens = re.split(r"\s*[,x]\s*|\s+|(?<=\d)-(?=\d)", src)
+    sizes = []
+    for tok in tokens:
+        if not re.fullmatch(r"\d+", tok):
+            what = "an empty entry" if tok == "" else repr(tok)
+            raise argparse.ArgumentTypeError(
+                f"{what} is not a positive integer: give >= 2 positive layer sizes (input,...,output), got {src!r}")
+        sizes.append(int(tok))
     if len(sizes) < 2 or any(s <= 0 for s in sizes):
-        raise SystemExit(f"--sizes needs >= 2 positive sizes (input,...,output), got {text!r}")
+        raise argparse.ArgumentTypeError(f"needs >= 2 positive layer sizes (input,...,output), got {src!r}")
     return sizes
+
+
+# --------------------------------------------------------------------------- argument types
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (counts, sizes, steps, repetitions)."""
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def density(text: str) -> float:
+    """argparse type: a probability in (0, 1]."""
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    if not (0.0 < v <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return v
+
+
+def output_path_problem(path: Optional[str]) -> Optional[str]:
+    """Why ``path`` cannot be written as an output file (None: it can, or it is stdout '-').
+
+    Checked before any timing, so that a typo does not cost a whole run: the file must not
+    be a directory, and its parent must be a directory or creatable (the nearest existing
+    ancestor is a writable directory, not a file)."""
+    if path is None or path == "-":
+        return None
+    if str(path).strip() == "":
+        return "empty path"
+    p = Path(path)
+    if p.is_dir():
+        return f"{str(p)!r} is a directory"
+    if p.exists():
+        return None if os.access(p, os.W_OK) else f"{str(p)!r} is not writable"
+    anc = p.parent
+    while not anc.exists() and not anc.is_symlink() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        return f"{str(anc)!r} (on the path to {str(p)!r}) is not a directory"
+    if not os.access(anc, os.W_OK | os.X_OK):
+        return f"directory {str(anc)!r} is not writable"
+    return None
+
+
+def check_outputs(ap: argparse.ArgumentParser, **flags: Optional[str]) -> None:
+    """``ap.error`` (exit 2) naming the flag when an output path cannot be written;
+    ``flags`` maps flag names without dashes (json, md) to paths."""
+    for flag, path in flags.items():
+        why = output_path_problem(path)
+        if why:
+            ap.error(f"argument --{flag}: cannot write {path!r}: {why}")
 
 
 # --------------------------------------------------------------------------- timing

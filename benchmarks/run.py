@@ -383,33 +383,43 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def parse(argv=None) -> argparse.Namespace:
+    """The command line. Bad values (a count below 1, an unknown dtype/workload/contender,
+    an empty --workloads, an output path that cannot be written, --render without an
+    output) are rejected here, before anything is timed: exit 2, a message naming the flag."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pos, posf = common.positive_int, common.positive_float
     ap.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--md", default=None)
+    ap.add_argument("--json", default=None, help="write the results here (checked before any timing)")
+    ap.add_argument("--md", default=None, help="write the Markdown report here (checked before any timing)")
     ap.add_argument("--quick", action="store_true", help="few steps, one repetition (smoke run)")
-    ap.add_argument("--workloads", default=",".join(PAPER_WORKLOADS))
-    ap.add_argument("--contenders", default=",".join(CONTENDERS))
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--K", type=int, default=10, help="update points of the online learners")
-    ap.add_argument("--steps", type=int, default=None, help="steps timed for online learners (default 200, quick 10)")
-    ap.add_argument("--eager-steps", type=int, default=None, help="steps timed for the eager reference (default 10)")
-    ap.add_argument("--bptt-steps", type=int, default=None, help="sequence length for ours_bptt (default: T, "
-                    "capped by --bptt-mem-gb)")
-    ap.add_argument("--bptt-mem-gb", type=float, default=3.0, help="memory budget that caps ours_bptt's sequence")
-    ap.add_argument("--peer-steps", type=int, default=None, help="sequence length for the peers' BPTT (default T)")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 3, quick 1)")
+    ap.add_argument("--workloads", default=",".join(PAPER_WORKLOADS),
+                    help=f"comma-separated, at least one of {list(WORKLOADS)}")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated, at least one")
+    ap.add_argument("--batch", type=pos, default=32, help="batch size (>= 1)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--threads", type=pos, default=None, help="torch.set_num_threads (>= 1; default: torch's)")
+    ap.add_argument("--K", type=pos, default=10, help="update points of the online learners (>= 1)")
+    ap.add_argument("--steps", type=pos, default=None,
+                    help="steps (>= 1) timed for online learners (omitted: 200, quick 10)")
+    ap.add_argument("--eager-steps", type=pos, default=None,
+                    help="steps (>= 1) timed for the eager reference (omitted: 10, quick 3)")
+    ap.add_argument("--bptt-steps", type=pos, default=None, help="sequence length (>= 1) for ours_bptt "
+                    "(omitted: T, quick 10; capped by --bptt-mem-gb)")
+    ap.add_argument("--bptt-mem-gb", type=posf, default=3.0, help="memory budget (> 0) that caps ours_bptt's sequence")
+    ap.add_argument("--peer-steps", type=pos, default=None,
+                    help="sequence length (>= 1) for the peers' BPTT (omitted: T, quick 10)")
+    ap.add_argument("--repeats", type=pos, default=None,
+                    help="interleaved repetitions (>= 1; omitted: 3, quick 1)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--layout", choices=("tbc", "bct"), default="tbc",
                     help="storage of the (B, C, T) input: time-major (default; each step's slice contiguous, "
                     "as the peers' (T, B, C)) or batch-major (step slices strided by T)")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    ap.add_argument("--timeout", type=posf, default=1800, help="seconds (> 0) per worker process")
     ap.add_argument("--in-process", action="store_true",
                     help="time and measure memory in this process instead of child processes (smoke tests)")
     ap.add_argument("--render", default=None, metavar="JSON",
-                    help="only rewrite --md (and derived fields of --json) from a suite JSON written before")
+                    help="only rewrite --md (and derived fields of --json) from a suite JSON written before; "
+                    "needs --md and/or --json")
     # internal
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mem-child", action="store_true", help=argparse.SUPPRESS)
@@ -419,23 +429,66 @@ def parse(argv=None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     a.device = a.device or ("cuda" if a.suite == "gpu" else "cpu")
     if a.quick:
-        a.steps = a.steps or 10
-        a.eager_steps = a.eager_steps or 3
-        a.bptt_steps = a.bptt_steps or 10
-        a.peer_steps = a.peer_steps or 10
-        a.repeats = a.repeats or 1
-    a.steps = a.steps or 200
-    a.eager_steps = a.eager_steps or 10
-    a.repeats = a.repeats or 3
-    a.contenders = [c for c in a.contenders.split(",") if c]
+        for k, v in (("steps", 10), ("eager_steps", 3), ("bptt_steps", 10), ("peer_steps", 10), ("repeats", 1)):
+            if getattr(a, k) is None:
+                setattr(a, k, v)
+    a.steps = 200 if a.steps is None else a.steps
+    a.eager_steps = 10 if a.eager_steps is None else a.eager_steps
+    a.repeats = 3 if a.repeats is None else a.repeats
+    a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    if not a.contenders:
+        ap.error(f"argument --contenders: no contender given; choose from {list(CONTENDERS)}")
     bad = [c for c in a.contenders if c not in CONTENDERS]
     if bad:
-        raise SystemExit(f"unknown contenders {bad}; choose from {list(CONTENDERS)}")
-    a.workloads_list = [w for w in a.workloads.split(",") if w]
+        ap.error(f"argument --contenders: unknown {bad}; choose from {list(CONTENDERS)}")
+    a.workloads_list = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    if not a.workloads_list and not a.render:
+        ap.error(f"argument --workloads: no workload given; choose from {list(WORKLOADS)}")
     bad = [w for w in a.workloads_list if w not in WORKLOADS]
     if bad:
-        raise SystemExit(f"unknown workloads {bad}; choose from {list(WORKLOADS)}")
+        ap.error(f"argument --workloads: unknown {bad}; choose from {list(WORKLOADS)}")
+    if a.worker or a.mem_child:
+        if a.workload not in WORKLOADS or not a.out:
+            ap.error("--worker/--mem-child need --workload (a known workload) and --out")
+        return a
+    if a.render is not None and not (a.md or a.json):
+        ap.error("argument --render: nothing to write: give --md and/or --json")
+    common.check_outputs(ap, json=a.json, md=a.md)
+    if a.render is not None:
+        a.render_data = _load_suite(ap, a.render)
     return a
+
+
+#: top-level keys of a suite JSON that --render needs
+SUITE_KEYS = ("suite", "machine", "versions", "git", "argv", "bandwidth", "config", "workloads")
+
+
+def _load_suite(ap: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """Read and check a suite JSON for --render (``ap.error``, exit 2, when it is not one):
+    the derived fields and the Markdown are computed here, so a bad file fails before
+    anything is written."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        ap.error(f"argument --render: cannot read {path!r}: {exc.strerror if isinstance(exc, OSError) else exc}")
+    try:
+        res = json.loads(text)
+    except json.JSONDecodeError as exc:
+        ap.error(f"argument --render: {path!r} is not JSON ({exc})")
+    if not isinstance(res, dict):
+        ap.error(f"argument --render: {path!r} is not a suite JSON written by run.py (top level is not an object)")
+    missing = [k for k in SUITE_KEYS if k not in res]
+    if missing:
+        ap.error(f"argument --render: {path!r} is not a suite JSON written by run.py (missing {missing})")
+    if not isinstance(res["workloads"], dict) or any(w not in WORKLOADS for w in res["workloads"]):
+        ap.error(f"argument --render: {path!r}: 'workloads' must map known workloads {list(WORKLOADS)} to results")
+    try:
+        _derive(res)
+        res.setdefault("notes", "")
+        markdown(res)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        ap.error(f"argument --render: {path!r} is not a well-formed suite JSON ({type(exc).__name__}: {exc})")
+    return res
 
 
 def main(argv=None) -> dict[str, Any]:
@@ -447,10 +500,10 @@ def main(argv=None) -> dict[str, Any]:
         Path(a.out).write_text(json.dumps(common._clean(res)))
         return res
 
-    if a.render:
-        res = json.loads(Path(a.render).read_text())
-        _derive(res)
+    if a.render is not None:
+        res = a.render_data  # read, checked and derived by parse()
         if a.md:
+            Path(a.md).parent.mkdir(parents=True, exist_ok=True)
             Path(a.md).write_text(markdown(res))
         if a.json:
             common.write_json(a.json, res)

@@ -2,6 +2,7 @@
 the values are positive. No timing assertions (the machine is shared and noisy)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -100,3 +101,124 @@ def test_suite_json_and_markdown(tmp_path):
     assert any(t["target"].startswith("solsa_fused >= 10x") for t in data["workloads"]["tiny"]["targets"])
     text = md.read_text()
     assert "| contender |" in text and "solsa_fused" in text
+    # --render rewrites the Markdown from the JSON alone
+    md2 = tmp_path / "again" / "suite.md"
+    run.main(["--render", str(js), "--md", str(md2)])
+    assert md2.read_text() == text
+
+
+# --------------------------------------------------------------------------- input validation
+def _usage_error(capsys, fn, argv, flag):
+    """``fn(argv)`` must exit 2 (argparse style) before any work, naming ``flag``."""
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    assert e.value.code == 2, e.value.code
+    err = capsys.readouterr().err
+    assert flag in err, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def no_timing(monkeypatch):
+    """Fail loudly if anything is measured: bad arguments must be rejected first."""
+    def boom(*a, **k):
+        raise AssertionError("timing started before the arguments were checked")
+    monkeypatch.setattr(common, "triad_bandwidth", boom)
+    monkeypatch.setattr(common, "copy_bandwidth", boom)
+    monkeypatch.setattr(common, "time_once", boom)
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--segment", "-2"), ("--segment", "0"), ("--eager-steps", "-1"), ("--eager-steps", "0"), ("--T", "0"),
+    ("--T", "-3"), ("--batch", "0"), ("--triad-mb", "0"), ("--repeats", "0"), ("--eager-repeats", "0"),
+    ("--threads", "0"), ("--spike-density", "2"), ("--spike-density", "0"), ("--spike-density", "x"),
+    ("--sizes", "4,-8,3"), ("--sizes", "4,a,3"), ("--sizes", "4"), ("--sizes", "4,0,3"), ("--sizes", "4,,3"),
+    ("--dtype", "float16"), ("--algo", "bogus"),
+])
+def test_bench_step_rejects_bad_values(capsys, no_timing, flag, value):
+    base = ["--sizes", "4,8,3", "--T", "5", "--batch", "2", "--triad-mb", "4"]
+    _usage_error(capsys, bench_step.main, base + [flag, value], flag)
+
+
+def test_parse_sizes_strict():
+    assert common.parse_sizes("8,200,200,10") == [8, 200, 200, 10]
+    assert common.parse_sizes("8-200-200-10") == [8, 200, 200, 10]
+    assert common.parse_sizes(" 4, 8 ,3 ") == [4, 8, 3]
+    for bad in ("4,-8,3", "-4,8", "4,a,3", "4", "", "4,0,3", "4--8", "4,,3", "4.5,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            common.parse_sizes(bad)
+
+
+def test_output_paths_checked_before_timing(tmp_path, capsys, no_timing):
+    afile = tmp_path / "x.md"
+    afile.write_text("a file, not a folder\n")
+    _usage_error(capsys, bench_step.main, ["--sizes", "4,8,3", "--T", "5", "--batch", "2",
+                                           "--json", str(afile / "x.json")], "--json")
+    _usage_error(capsys, bench_step.main, ["--T", "5", "--json", str(tmp_path)], "--json")
+    q = ["--workloads", "tiny", "--quick", "--no-memory", "--in-process"]
+    _usage_error(capsys, run.main, q + ["--json", str(afile / "x.json")], "--json")
+    _usage_error(capsys, run.main, q + ["--md", str(afile / "sub" / "x.md")], "--md")
+    _usage_error(capsys, run.main, q + ["--md", str(tmp_path)], "--md")
+    # a parent that does not exist yet is fine (it is created when writing)
+    assert common.output_path_problem(str(tmp_path / "new" / "dir" / "x.json")) is None
+    assert common.output_path_problem("-") is None
+
+
+def test_bench_step_segment_runs_all_steps(tmp_path, monkeypatch):
+    res = bench_step.main(["--T", "5", "--sizes", "4,6,3", "--batch", "2", "--repeats", "1", "--eager-repeats", "1",
+                           "--triad-mb", "4", "--segment", "2", "--json", str(tmp_path / "s.json")])
+    assert res["segment_length"] == 2 and res["segment_s_per_step"] > 0
+    assert bench_step.parse_args(["--T", "9"]).segment is None  # omitted: T//4 in main
+    x = torch.zeros(2, 4, 5)
+    with pytest.raises(ValueError):
+        bench_step._segment_sequence(None, x, None, 5, 0)
+    # a segment run that does no work must not yield a headline figure
+    real = bench_step._segment_sequence
+
+    def lazy(eng, x, target, steps, seg):
+        real(eng, x, target, steps, seg)  # its argument checks
+
+        def run():
+            run.steps_done = 0  # processes nothing
+        run.steps_done = 0
+        return run
+    monkeypatch.setattr(bench_step, "_segment_sequence", lazy)
+    with pytest.raises(RuntimeError, match="segment run processed 0 of 5"):
+        bench_step.main(["--T", "5", "--sizes", "4,6,3", "--batch", "2", "--repeats", "1", "--eager-repeats", "1",
+                         "--triad-mb", "4", "--json", str(tmp_path / "t.json")])
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--steps", "-1"], "--steps"), (["--steps", "0"], "--steps"), (["--batch", "0"], "--batch"),
+    (["--repeats", "0"], "--repeats"), (["--eager-steps", "0"], "--eager-steps"), (["--K", "0"], "--K"),
+    (["--bptt-steps", "-2"], "--bptt-steps"), (["--peer-steps", "0"], "--peer-steps"),
+    (["--threads", "0"], "--threads"), (["--bptt-mem-gb", "0"], "--bptt-mem-gb"), (["--timeout", "-1"], "--timeout"),
+    (["--dtype", "float16"], "--dtype"), (["--workloads", ""], "--workloads"), (["--workloads", ","], "--workloads"),
+    (["--workloads", "nope"], "--workloads"), (["--contenders", ""], "--contenders"),
+    (["--contenders", "nope"], "--contenders"),
+])
+def test_run_rejects_bad_values(capsys, no_timing, argv, flag):
+    base = ["--workloads", "tiny", "--quick", "--no-memory", "--in-process"]
+    _usage_error(capsys, run.main, base + argv, flag)
+
+
+def test_run_quick_defaults_only_when_omitted():
+    a = run.parse(["--quick", "--steps", "7", "--repeats", "2"])
+    assert (a.steps, a.repeats, a.eager_steps) == (7, 2, 3)
+    a = run.parse([])
+    assert (a.steps, a.repeats, a.eager_steps) == (200, 3, 10)
+
+
+def test_render_errors(tmp_path, capsys):
+    md = str(tmp_path / "r.md")
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"a": 1}\n')
+    notjson = tmp_path / "n.txt"
+    notjson.write_text("not json\n")
+    lst = tmp_path / "l.json"
+    lst.write_text("[1, 2]\n")
+    for src in (bogus, notjson, lst, tmp_path / "missing.json", tmp_path):
+        _usage_error(capsys, run.main, ["--render", str(src), "--md", md], "--render")
+    _usage_error(capsys, run.main, ["--render", str(bogus)], "--render")  # no output asked for
+    assert not Path(md).exists()
