@@ -311,6 +311,9 @@ def test_report_only_keeps_the_preset_grid_of_algorithms_the_stored_report_did_n
     contrast, searched the learning rate only)."""
     out = tmp_path / "r"
     out.mkdir()
+    # one (fake) search run on disk: --report-only on a folder without runs is an error
+    fake = tables.search_spec(tables.FULL, "BasicMotions", "solsa", 1e-3)
+    runner.write_json_atomic({"spec": fake, "wall_time_s": 1.0}, runner.run_path(str(out), fake))
     meta = {"lr_grid": [1e-3, 3e-3, 1e-2], "algorithms": ["bptt"], "algo_grid": {}}
     (out / "accuracy.json").write_text(json.dumps({"meta": meta}))
     kw = dict(datasets=["BasicMotions"], report_only=True, progress=False, log=lambda s: None)
@@ -320,3 +323,81 @@ def test_report_only_keeps_the_preset_grid_of_algorithms_the_stored_report_did_n
     (out / "accuracy.json").write_text(json.dumps({"meta": old}))
     data = rcli.reproduce("accuracy", str(out), algorithms=["solsa"], **kw)
     assert data["meta"]["algo_grid"] == {}
+
+
+def test_reproduce_help_states_each_default_once(capsys):
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    helps = [rcli.add_reproduce_parser(sub).format_help()]
+    with pytest.raises(SystemExit):
+        rcli.main(["--help"])
+    helps.append(capsys.readouterr().out)
+    for h in helps:
+        flat = " ".join(h.split())
+        assert "(default: None)" not in flat
+        assert "(default: 0 1 2; quick: 0)" in flat and "--jobs JOBS training runs in parallel (worker processes) (default: 1)" in flat
+        assert "torch_threads" in flat and "1,000,000" in flat  # --threads tells the auto rule
+
+
+def test_machine_info_mem_total_is_GB_like_the_benchmarks():
+    gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    assert runner.machine_info()["mem_total_GB"] == pytest.approx(gb, abs=0.051)
+
+
+@pytest.mark.parametrize("table", ["accuracy", "memory"])
+@pytest.mark.parametrize("runs_folder", [False, True])
+def test_report_only_without_runs_is_an_error_naming_out(table, runs_folder, tmp_path, capsys):
+    from solsa_ext.cli import main
+
+    out = tmp_path / "D"
+    if runs_folder:
+        (out / "runs").mkdir(parents=True)
+    rc = main(["reproduce", "--quick", "--table", table, "--datasets", "BasicMotions", "--out", str(out),
+               "--report-only", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "argument --out: --report-only found no runs" in err and "Traceback" not in err, err
+    assert os.listdir(out) == ["runs"] if runs_folder else not out.exists()
+
+
+def test_rebuilt_report_keeps_the_invocation_that_ran_the_runs(tmp_path, monkeypatch):
+    """A resume that runs nothing and --report-only keep the command, start and wall time of the
+    invocation that ran the runs and add a line of their own; runs without --threads (--jobs 1)
+    use the train CLI's auto rule (1 thread for these small networks), recorded per run."""
+    pytest.importorskip("aeon")
+    out = str(tmp_path / "acc")
+    kw = dict(quick=True, datasets=["BasicMotions"], seeds=[0], epochs=1, lr_grid=[1e-2], algorithms=["solsa"],
+              progress=False, log=lambda s: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = rcli.reproduce("accuracy", out, command="cmd-run", **kw)
+        assert torch.get_num_threads() == 2  # the auto choice does not leak out of a run
+    finally:
+        torch.set_num_threads(before)
+    for f in os.listdir(os.path.join(out, "runs")):
+        r = json.load(open(os.path.join(out, "runs", f)))
+        assert r["torch_threads"] == 1 and r["threads_rule"] == "auto" and r["spec"]["threads"] is None, f
+        # the thread count is not part of the run's identity
+        assert runner.run_id(r["spec"]) == runner.run_id({**r["spec"], "threads": 4}) == r["run_id"]
+    m0 = data["meta"]
+    assert m0["command"] == "cmd-run" and m0["runs_executed"] == 2 and "report_rebuilt" not in m0
+    assert m0["wall_time_s"] >= m0["final_time_s"] > 0 and m0["threads"] == "auto"
+    md = open(os.path.join(out, "accuracy.md")).read()
+    assert "Command: `cmd-run`" in md and "Run time of these results (summed over the run files)" in md
+    assert "2 runs executed" in md and "Report rebuilt" not in md
+
+    def no_run(spec):
+        raise AssertionError(f"run repeated: {spec}")
+
+    monkeypatch.setattr(runner, "execute", no_run)
+    for cmd, extra in (("cmd-resume", {}), ("cmd-report", {"report_only": True})):
+        m = rcli.reproduce("accuracy", out, command=cmd, **kw, **extra)["meta"]
+        stored = json.load(open(os.path.join(out, "accuracy.json")))["meta"]
+        for k in ("command", "started_at", "wall_time_s", "runs_executed", "machine"):
+            assert m[k] == stored[k] == m0[k], (cmd, k)
+        assert m["report_rebuilt"]["command"] == cmd and m["report_rebuilt"]["wall_time_s"] < m0["wall_time_s"]
+        assert m["final_time_s"] == m0["final_time_s"] and m["search_time_s"] == m0["search_time_s"]
+        md = open(os.path.join(out, "accuracy.md")).read()
+        assert "Command: `cmd-run`" in md and f"by `{cmd}` (no run executed)" in md, md
+        assert "Report rebuilt at " in md and "2 runs executed" in md

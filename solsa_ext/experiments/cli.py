@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..cli import int_at_least, positive_float
+from ..cli import AUTO_THREADS_SYNAPSES, _HelpFormatter, int_at_least, positive_float
 from ..config import check_device
 from . import tables
 from .tables import PRESETS, TABLES
@@ -35,7 +35,7 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
         "reproduce", help="run the experiments of a results table (accuracy, ablation, memory)",
         description="Run the experiments of one or more tables, resumable; writes one JSON per run, "
                     "<table>.md, <table>.json and <table>.png into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     _add_arguments(r)
     return r
 
@@ -62,7 +62,10 @@ def _add_arguments(r: argparse.ArgumentParser) -> None:
                         "the learning rate only (full preset default: " + _grid_help() + ")")
     r.add_argument("--jobs", type=int_at_least(1), default=1, help="training runs in parallel (worker processes)")
     r.add_argument("--threads", type=int_at_least(1), default=None,
-                   help="torch threads per run (default 1 with --jobs > 1)")
+                   help="torch threads per run (default: 1 per worker with --jobs > 1; with --jobs 1 the train "
+                        "command's auto rule per run: 1 thread when batch x synapses < "
+                        f"{AUTO_THREADS_SYNAPSES:,}, else torch's default; each run's JSON records the count "
+                        "used as torch_threads; the thread count is not part of a run's identity)")
     r.add_argument("--T", dest="memory_T", nargs="+", type=int_at_least(1), default=None,
                    help="memory table: sequence lengths")
     r.add_argument("--memory-datasets", nargs="*", default=None, help="memory table: datasets at their own T")
@@ -154,6 +157,9 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
         raise ValueError(f"memory_T: sequence lengths must be >= 1, got {list(memory_T)}")
     if epochs is not None:
         preset = dataclasses.replace(preset, epochs={"*": int(epochs)})
+    if report_only and not os.path.isdir(os.path.join(out, "runs")):
+        raise FileNotFoundError(f"argument --out: --report-only found no runs of the {table} table in {out} "
+                                f"(no folder {os.path.join(out, 'runs')}); run the table first, without --report-only")
     if report_only and table != "memory" and (stored := _stored_meta(out, table)) is not None:
         # rebuild the report over the grids of the invocation that ran the runs, unless given
         if not lr_grid and stored.get("lr_grid"):
@@ -179,14 +185,14 @@ def reproduce(table: str, out: str, quick: bool = False, datasets: Optional[Sequ
         from ..datasets.registry import get_spec
 
         datasets = tuple(get_spec(d).name for d in datasets)
-    os.makedirs(out, exist_ok=True)
+    if not report_only:
+        os.makedirs(out, exist_ok=True)
     if threads is None and jobs > 1:
         threads = 1
     meta: dict[str, Any] = {"preset": preset.name, "command": command or "", "machine": machine_info(),
-                            "jobs": jobs, "threads": threads, "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                            "jobs": jobs, "threads": threads or (1 if table == "memory" else "auto"),
+                            "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.perf_counter()
-    if report_only:
-        meta["report_rebuilt_by"] = meta["command"]
     if table == "memory":
         return _memory(preset, out, meta, t0, datasets=memory_datasets if memory_datasets is not None else datasets,
                        memory_T=memory_T, algorithms=algorithms, budget_gb=memory_budget_gb, device=device,
@@ -216,10 +222,11 @@ def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, see
     n_final = len(datasets) * len(algos) * len(seeds)
     bar = Progress(len(phase1) + n_final, f"{table} ({preset.name})", enabled=progress and not report_only)
     try:
+        stats = {"executed": 0}
         if report_only:
             search = [load_result(out, s) for s in phase1]
         else:
-            search = run_specs(phase1, out, jobs=jobs, progress=bar, log=log)
+            search = run_specs(phase1, out, jobs=jobs, progress=bar, log=log, stats=stats)
         choices: dict[str, dict[str, Any]] = {}
         for d in datasets:
             for sa in search_algos:
@@ -239,13 +246,15 @@ def _accuracy(table: str, preset, out: str, meta: dict, t0: float, datasets, see
         if report_only:
             finals = [r for r in (load_result(out, s) for s in phase2) if r is not None]
         else:
-            finals = run_specs(phase2, out, jobs=jobs, progress=bar, log=log)
+            finals = run_specs(phase2, out, jobs=jobs, progress=bar, log=log, stats=stats)
     finally:
         bar.close()
-    meta["wall_time_s"] = time.perf_counter() - t0
+    if report_only and not finals and not any(r is not None for r in search):
+        raise ValueError(f"argument --out: --report-only found no runs of the {table} table in {out} for "
+                         f"datasets {', '.join(datasets)}, algorithms {', '.join(algos)} ({preset.name} preset)")
     meta["search_time_s"] = sum(r["wall_time_s"] for r in search if r is not None)
-    if report_only:
-        _keep_invocation(out, table, meta)
+    meta["final_time_s"] = sum(r["wall_time_s"] for r in finals)
+    _record_invocation(out, table, meta, t0, stats["executed"])
     meta.update(datasets=list(datasets), seeds=list(seeds), algorithms=list(algos), lr_grid=list(preset.lr_grid),
                 algo_grid={a: {k: list(v) for k, v in g.items()}
                            for a, g in preset.algo_grid.items() if a in search_algos},
@@ -270,16 +279,19 @@ def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorit
     for s in specs:
         s["budget_bytes"] = budget
     bar = Progress(len(specs), f"memory ({preset.name})", enabled=progress and not report_only)
+    stats = {"executed": 0}
     try:
         if report_only:
             results = [r for r in (load_result(out, s) for s in specs) if r is not None]
         else:
-            results = run_specs(specs, out, jobs=1, progress=bar, log=log)
+            results = run_specs(specs, out, jobs=1, progress=bar, log=log, stats=stats)
     finally:
         bar.close()
-    meta["wall_time_s"] = time.perf_counter() - t0
-    if report_only:
-        _keep_invocation(out, "memory", meta)
+    if report_only and not results:
+        raise ValueError(f"argument --out: --report-only found no runs of the memory table in {out} "
+                         f"({preset.name} preset)")
+    meta["run_time_s"] = sum(r.get("wall_time_s", 0.0) for r in results)
+    _record_invocation(out, "memory", meta, t0, stats["executed"])
     meta["measure_note"] = (
         "on CPU, the peak resident memory (VmHWM) of a dedicated child process per run minus its resident memory "
         "after imports, data creation, model building and a library warm-up (high-water mark reset through "
@@ -292,14 +304,28 @@ def _memory(preset, out: str, meta: dict, t0: float, datasets, memory_T, algorit
     return data
 
 
-def _keep_invocation(out: str, table: str, meta: dict[str, Any]) -> None:
-    """--report-only: keep the command and wall time of the invocation that ran the runs."""
-    prev = _stored_meta(out, table)
-    if prev is None:
+#: What a report records of the invocation that ran (the last of) its runs; an invocation that
+#: runs nothing (--report-only, or a resume with every run on disk) carries them over.
+INVOCATION_KEYS = ("command", "started_at", "wall_time_s", "runs_executed", "machine", "jobs", "threads")
+
+
+def _record_invocation(out: str, table: str, meta: dict[str, Any], t0: float, executed: int) -> None:
+    """Set this invocation's wall time and run count in ``meta``. When it ran no run, keep the
+    record of the invocation that did (from the stored ``<table>.json``; None where that is
+    missing) and describe this one under ``report_rebuilt``."""
+    meta["wall_time_s"] = time.perf_counter() - t0
+    meta["runs_executed"] = int(executed)
+    if executed:
         return
-    for k in ("command", "wall_time_s", "started_at"):  # a rebuilt report carried them over already
+    this = {"command": meta["command"], "at": meta["started_at"], "wall_time_s": meta["wall_time_s"]}
+    prev = _stored_meta(out, table) or {}
+    for k in INVOCATION_KEYS:
         if k in prev:
             meta[k] = prev[k]
+        elif k in ("command", "started_at", "wall_time_s", "runs_executed"):
+            meta[k] = None  # not recorded: the report that ran the runs is gone
+    meta["report_rebuilt"] = this
+    meta["report_rebuilt_by"] = this["command"]
 
 
 def main_reproduce(args: argparse.Namespace) -> int:
@@ -337,7 +363,9 @@ def main_reproduce(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m solsa_ext.experiments", description=add_reproduce_parser.__doc__)
+    p = argparse.ArgumentParser(prog="python -m solsa_ext.experiments", formatter_class=_HelpFormatter,
+                                description="Run the experiments of one or more tables, resumable; writes one JSON "
+                                            "per run, <table>.md, <table>.json and <table>.png into --out.")
     _add_arguments(p)
     args = p.parse_args(argv)
     try:

@@ -146,10 +146,11 @@ def write_accuracy_report(table: str, out: str, algos: Sequence[str], datasets: 
     missing = [f"{d}/{a}" for d in datasets for a in algos if a not in summary.get(d, {})]
     if missing:
         lines += ["Missing (not run): " + ", ".join(missing), ""]
-    lines += [f"Command: `{meta.get('command', '')}`", "", f"Machine: {meta.get('machine', {})}", "",
-              f"Wall time of this invocation: {_fmt_time(meta.get('wall_time_s', 0.0))}; "
-              f"summed run time: {_fmt_time(sum(r['wall_time_s'] for r in finals))} (final runs) + "
-              f"{_fmt_time(meta.get('search_time_s', 0.0))} (search runs)."]
+    final_s = sum(r["wall_time_s"] for r in finals)
+    search_s = meta.get("search_time_s", 0.0)
+    lines += _invocation_lines(meta, f"Run time of these results (summed over the run files): "
+                                     f"{_fmt_time(final_s + search_s)} = {_fmt_time(final_s)} (final runs) + "
+                                     f"{_fmt_time(search_s)} (search runs).")
     md = "\n".join(lines) + "\n"
     _write_text(os.path.join(out, f"{table}.md"), md)
     data = {"table": table, "summary": summary, "choices": choices, "paper_solsa": PAPER_SOLSA,
@@ -273,10 +274,9 @@ def write_memory_report(out: str, results: Sequence[dict[str, Any]], meta: dict[
                   _md(["dataset", "net", "T"] + [ALGO_LABEL.get(a, a) for a in al],
                       [[d, "-".join(map(str, next(iter(v.values()))["sizes"])), next(iter(v.values()))["T"]]
                        + [_cell(v.get(a)) for a in al] for d, v in dsets.items()]), ""]
-    lines += [f"Command: `{meta.get('command', '')}`", "", f"Machine: {meta.get('machine', {})}", "",
-              f"Wall time of the invocation: {_fmt_time(meta.get('wall_time_s', 0.0))}; summed wall time of the "
-              f"{len(results)} runs (child start, warm-up and training): "
-              f"{_fmt_time(sum(r.get('wall_time_s', 0.0) for r in results))}."]
+    lines += _invocation_lines(meta, f"Run time of these results (summed over the {len(results)} run files; "
+                                     f"child start, warm-up and training): "
+                                     f"{_fmt_time(sum(r.get('wall_time_s', 0.0) for r in results))}.")
     _write_text(os.path.join(out, "memory.md"), "\n".join(lines) + "\n")
     _plot_memory(os.path.join(out, "memory.png"), sweep, small, small_b, batch, net)
     return data
@@ -307,6 +307,29 @@ def _plot_memory(path: str, sweep: dict, small: dict, small_b: Optional[int], ba
 
 
 # ------------------------------------------------------------------------ helpers
+def _invocation_lines(meta: dict[str, Any], run_time: str) -> list[str]:
+    """Command, machine and times: ``run_time`` (the summed run time of the run files: how long
+    the results took), then the invocation that ran the runs (kept from the stored report by an
+    invocation that ran none, see ``cli._record_invocation``), then the rebuild, if this was one."""
+    cmd = meta.get("command")
+    lines = [f"Command: `{cmd}`" if cmd else "Command: not recorded (this invocation ran no run and found no "
+                                             "earlier report of this table in the output folder; each run file "
+                                             "records when it finished)",
+             "", f"Machine: {meta.get('machine', {})}", "", run_time]
+    wall = meta.get("wall_time_s")
+    if wall is not None:
+        info = [f"started {meta['started_at']}"] if meta.get("started_at") else []
+        if meta.get("runs_executed") is not None:
+            info.append(f"{meta['runs_executed']} runs executed")
+        lines[-1] += (f" Wall time of the invocation that ran the runs: {_fmt_time(wall)}"
+                      + (f" ({', '.join(info)})" if info else "") + ".")
+    rb = meta.get("report_rebuilt")
+    if rb:
+        lines += ["", f"Report rebuilt at {rb.get('at')} in {rb.get('wall_time_s', 0.0):.2f} s by "
+                      f"`{rb.get('command', '')}` (no run executed)."]
+    return lines
+
+
 def _pyplot():
     import matplotlib
 

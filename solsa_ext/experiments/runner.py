@@ -113,11 +113,14 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    try:
-        with open("/proc/meminfo") as f:
-            info["mem_total_GB"] = round(int(f.readline().split()[1]) / 1024 ** 2, 1)
-    except (OSError, ValueError, IndexError):
-        pass
+    try:  # GB = 1e9 bytes, as the benchmarks write it (reports before 2026-12-04 wrote GiB here)
+        info["mem_total_GB"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    except (OSError, ValueError, AttributeError):
+        try:
+            with open("/proc/meminfo") as f:  # MemTotal is in KiB
+                info["mem_total_GB"] = round(int(f.readline().split()[1]) * 1024 / 1e9, 1)
+        except (OSError, ValueError, IndexError):
+            pass
     try:
         import torch
 
@@ -157,6 +160,25 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Execute a ``search`` or ``final`` run (see :mod:`.tables` for the protocol)."""
     import torch
 
+    threads_before = torch.get_num_threads()
+    try:
+        return _train_run(spec, torch)
+    finally:  # an auto choice of this run does not carry over to the next run of this process
+        torch.set_num_threads(threads_before)
+
+
+def auto_threads(tr) -> Optional[int]:
+    """The train CLI's ``--threads 0`` rule: 1 torch thread on CPU when the per-step state is small
+    (batch x synapses < ``solsa_ext.cli.AUTO_THREADS_SYNAPSES``), else None (torch's default)."""
+    from ..cli import AUTO_THREADS_SYNAPSES
+
+    if tr.device.type != "cpu":
+        return None
+    syn = tr.train_config.batch_size * sum(p.n_out * p.n_in for p in tr.params)
+    return 1 if syn < AUTO_THREADS_SYNAPSES else None
+
+
+def _train_run(spec: dict[str, Any], torch) -> dict[str, Any]:
     from ..config import AlgorithmConfig, OptimizerConfig, TrainConfig
     from ..trainer import Trainer
 
@@ -189,6 +211,9 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         val = None
         tr = Trainer.for_dataset(ds, algorithm=AlgorithmConfig(spec["algorithm"], **alg_kw),
                                  optimizer=OptimizerConfig(lr=float(spec["lr"])), train=train_cfg)
+    if not spec.get("threads") and (n := auto_threads(tr)) is not None:
+        torch.set_num_threads(n)
+    threads_used = torch.get_num_threads()
     t_fit = time.perf_counter()
     tr.fit(*fit_data, epochs=int(spec["epochs"]), val=val)
     fit_s = time.perf_counter() - t_fit
@@ -215,7 +240,8 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         ev = tr.evaluate(ds.x_test, ds.y_test, ds.len_test)
         res.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_confusion=ev["confusion"],
                    n_test=ev["n"], train_accuracy=tr.evaluate(*fit_data)["accuracy"])
-    res.update(fit_time_s=fit_s, wall_time_s=time.perf_counter() - t0, torch_threads=torch.get_num_threads(),
+    res.update(fit_time_s=fit_s, wall_time_s=time.perf_counter() - t0, torch_threads=threads_used,
+               threads_rule="given" if spec.get("threads") else "auto",
                machine=machine_info(), finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     try:
         from ..checkpoint import versions
@@ -317,9 +343,11 @@ class Progress:
 
 
 def run_specs(specs: Sequence[dict[str, Any]], out: str, jobs: int = 1, progress: Optional[Progress] = None,
-              log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = lambda s: None,
+              stats: Optional[dict[str, int]] = None) -> list[dict[str, Any]]:
     """Run the specs not yet in ``out`` (``jobs`` worker processes for training runs; memory
-    runs are always one at a time, each in its own child); return every result, in order."""
+    runs are always one at a time, each in its own child); return every result, in order.
+    ``stats["executed"]`` (if given) grows by the number of runs started here."""
     results: list[Optional[dict[str, Any]]] = [None] * len(specs)
     todo = []
     for i, s in enumerate(specs):
@@ -330,6 +358,8 @@ def run_specs(specs: Sequence[dict[str, Any]], out: str, jobs: int = 1, progress
             todo.append(i)
     if progress is not None:
         progress.skip(len(specs) - len(todo))
+    if stats is not None:
+        stats["executed"] = stats.get("executed", 0) + len(todo)
     parallel = jobs > 1 and len(todo) > 1 and all(specs[i]["kind"] != "memory" for i in todo)
     if not parallel:
         for i in todo:
