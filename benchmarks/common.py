@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
+from solsa_ext.cli import int_at_least, positive_float  # noqa: F401  (argparse types, re-exported)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,26 +69,11 @@ def parse_sizes(text: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------- argument types
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (counts, sizes, steps, repetitions)."""
-    try:
-        v = int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text!r}")
-    return v
+# (int_at_least and positive_float are the package's own, solsa_ext.cli: the benchmarks and
+# the train command accept and word the same things)
 
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        v = float(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
+#: argparse type: an integer >= 1 (counts, sizes, steps, repetitions).
+positive_int = int_at_least(1)
 
 
 def density(text: str) -> float:
