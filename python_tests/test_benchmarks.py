@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from benchmarks import bench_step, common, peers, run  # noqa: E402
+from benchmarks import bench_learn_segment, bench_step, common, peers, run  # noqa: E402
 from solsa_ext.rule import RULES  # noqa: E402
 
 
@@ -222,3 +222,18 @@ def test_render_errors(tmp_path, capsys):
         _usage_error(capsys, run.main, ["--render", str(src), "--md", md], "--render")
     _usage_error(capsys, run.main, ["--render", str(bogus)], "--render")  # no output asked for
     assert not Path(md).exists()
+
+
+@pytest.mark.parametrize("rule", ["eprop", "solsa", "ottt"])
+def test_bench_learn_segment_times_real_calls(rule, tmp_path):
+    out = tmp_path / "b.json"
+    res = bench_learn_segment.main(["--rule", rule, "--n-in", "5", "--n-out", "3", "--batch", "2", "--seg", "3",
+                                    "--calls", "2", "--json", str(out)])
+    assert res["us_per_call"] > 0 and len(res["us_per_call_blocks"]) == 5
+    assert json.loads(out.read_text())["config"]["rule"] == rule
+
+
+@pytest.mark.parametrize("flag,value", [("--n-in", "0"), ("--seg", "-1"), ("--density", "2"), ("--rule", "bogus"),
+                                        ("--calls", "0")])
+def test_bench_learn_segment_rejects_bad_values(capsys, flag, value):
+    _usage_error(capsys, bench_learn_segment.main, [flag, value], flag)
