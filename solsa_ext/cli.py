@@ -57,6 +57,16 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+def auto_threads(tr: Any) -> Optional[int]:
+    """The ``--threads 0`` rule (also reproduce's default): 1 torch thread on CPU when the
+    per-step state is small (batch x synapses < :data:`AUTO_THREADS_SYNAPSES`), else None
+    (torch's default)."""
+    if tr.device.type != "cpu":
+        return None
+    syn = tr.train_config.batch_size * sum(p.n_out * p.n_in for p in tr.params)
+    return 1 if syn < AUTO_THREADS_SYNAPSES else None
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -422,7 +432,8 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize, **options)
     out = a.out or os.path.join("runs", f"{ds.name}-{a.algo}-seed{a.seed}")
-    _make_out(out)
+    if not a.out:  # a given --out was made (and checked) before the data was loaded
+        _make_out(out)
     if tr is not None:
         if tr.classes is not None and list(tr.classes) != list(ds.classes):
             raise ValueError(f"argument --resume: checkpoint label map {tr.classes} does not match dataset {ds.classes}")
@@ -430,10 +441,8 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
         sizes = None if a.hidden is None else (ds.x_train.shape[1], *a.hidden, len(ds.classes))
         cfgs["network"] = dataclasses.replace(cfgs["network"], sizes=sizes)
         tr = Trainer.for_dataset(ds, **cfgs)
-    if a.threads == 0 and tr.device.type == "cpu":
-        syn = tr.train_config.batch_size * sum(p.n_out * p.n_in for p in tr.params)
-        if syn < AUTO_THREADS_SYNAPSES:
-            torch.set_num_threads(1)
+    if a.threads == 0 and auto_threads(tr) is not None:
+        torch.set_num_threads(1)
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
     test = (ds.x_test, ds.y_test, ds.len_test)

@@ -140,6 +140,7 @@ class OnlineEngine:
         """Start new sequences: zero every state and set the step counter to 0."""
         if batch_size <= 0:
             raise ValueError(f"OnlineEngine.reset: batch_size must be > 0, got {batch_size}")
+        self._batch = batch_size
         self._t = 0
         self._planned_step = False
         self._backward_due = False
@@ -161,9 +162,7 @@ class OnlineEngine:
                 self._seg_plan = None
                 self._fused = [_FusedLayer(p, batch_size, self.rule) for p in self.params]
                 self._state_sig = sig
-            self._batch = batch_size
         else:
-            self._batch = batch_size
             self._ref = [LayerState.zeros(batch_size, p.n_out, p.n_in, w.dtype, w.device) for p in self.params]
 
     def _state_signature(self, batch_size: int) -> tuple:

@@ -146,7 +146,7 @@ def write_accuracy_report(table: str, out: str, algos: Sequence[str], datasets: 
     missing = [f"{d}/{a}" for d in datasets for a in algos if a not in summary.get(d, {})]
     if missing:
         lines += ["Missing (not run): " + ", ".join(missing), ""]
-    final_s = sum(r["wall_time_s"] for r in finals)
+    final_s = meta.get("final_time_s", 0.0)
     search_s = meta.get("search_time_s", 0.0)
     lines += _invocation_lines(meta, f"Run time of these results (summed over the run files): "
                                      f"{_fmt_time(final_s + search_s)} = {_fmt_time(final_s)} (final runs) + "

@@ -167,18 +167,8 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(threads_before)
 
 
-def auto_threads(tr) -> Optional[int]:
-    """The train CLI's ``--threads 0`` rule: 1 torch thread on CPU when the per-step state is small
-    (batch x synapses < ``solsa_ext.cli.AUTO_THREADS_SYNAPSES``), else None (torch's default)."""
-    from ..cli import AUTO_THREADS_SYNAPSES
-
-    if tr.device.type != "cpu":
-        return None
-    syn = tr.train_config.batch_size * sum(p.n_out * p.n_in for p in tr.params)
-    return 1 if syn < AUTO_THREADS_SYNAPSES else None
-
-
 def _train_run(spec: dict[str, Any], torch) -> dict[str, Any]:
+    from ..cli import auto_threads
     from ..config import AlgorithmConfig, OptimizerConfig, TrainConfig
     from ..trainer import Trainer
 
