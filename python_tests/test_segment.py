@@ -300,6 +300,56 @@ def test_segment_ops_mixed_sparsity_deterministic_across_threads(rule_name):
     _assert_same_bits_at_1_and_2_threads((x,) + fwd[1:], (x,) + learn[1:])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("grads", ["both", "decay", "gain", "none"])
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "noreset"])
+@pytest.mark.parametrize("n_in,n_out,B,S", [(6, 100, 32, 10), (15, 37, 3, 7), (1, 5, 2, 3), (5, 10, 40, 30)])
+def test_narrow_layer_kernels_equal_the_wide_ones(n_in, n_out, B, S, reset, grads, dtype, threads):
+    """Layers with fewer than 16 inputs take the kernels' narrow path (vectorised over the
+    neurons); padded with dead inputs (x = 0, F = e = 0) to 16 or 21 inputs the same layer
+    takes the row-wise path. Every output of the real inputs must be bitwise the same: the
+    narrow path runs each element's expressions in the row-wise order, and a dead input adds
+    +0 to its lane of the j sum. (The last case, 10 neurons at 2 threads, splits one block's
+    inputs between the threads.)"""
+    gen = torch.Generator().manual_seed(n_in * 1000 + n_out)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(dtype)  # noqa: E731
+    x = r(S, B, n_in)
+    w = r(n_out, n_in) * 0.6
+    decay = torch.rand(n_out, n_in, generator=gen, dtype=torch.float64).to(dtype)
+    gain = (torch.rand(n_out, n_in, generator=gen, dtype=torch.float64) + 0.5).to(dtype)
+    F, e = r(B, n_out, n_in), r(B, n_out, n_in)
+    V, O, sg = r(B, n_out), (r(B, n_out) > 0).to(dtype), r(B, n_out).abs()
+    mu, coef = r(S, B, n_out), [1.0 + 0.1 * k for k in range(S)]
+
+    def run(width):
+        pad = lambda t: torch.nn.functional.pad(t, (0, width - n_in))  # noqa: E731
+        Fw, ew = pad(F), pad(e)
+        Vw, Ow, sgw = V.clone(), O.clone(), sg.clone()
+        O_seq, sg_seq = torch.zeros(S, B, n_out, dtype=dtype), torch.zeros(S, B, n_out, dtype=dtype)
+        gw = torch.full((n_out, width), 0.25, dtype=dtype)
+        gd = torch.full_like(gw, -0.5) if grads in ("both", "decay") else None
+        gg = torch.full_like(gw, 0.75) if grads in ("both", "gain") else None
+        xw, ww, dw, gnw = pad(x), pad(w), pad(decay), pad(gain)
+        torch.ops.solsa.forward_segment(xw, ww, dw, gnw, Fw, Vw, Ow, sgw, O_seq, sg_seq, LAM, VTH, SIG)
+        torch.ops.solsa.learn_segment(xw, ww, dw, gnw, Fw, ew, sg.clone(), sg_seq, mu, gw, gd, gg, coef,
+                                      LAM, VTH, reset)
+        out = [Vw, Ow, sgw, O_seq, sg_seq] + [t[..., :n_in] for t in (Fw, ew, gw)]
+        return out + [t[..., :n_in] for t in (gd, gg) if t is not None]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        narrow = run(n_in)
+        for width in (16, 21):
+            wide = run(width)
+            for k, (a, b) in enumerate(zip(narrow, wide)):
+                assert torch.equal(a, b) and torch.equal(a.signbit(), b.signbit()), \
+                    f"output {k} of the {n_in}-input layer differs from its {width}-input padding"
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])
 def test_opcheck_segment_ops(rule_name):
     rule = FLAG_CASES[rule_name]

@@ -7,6 +7,8 @@
 // (L1-resident). The j reduction of each step is the step op's: lane j % kLanes, every
 // lane summing its j's in increasing order, then the fixed pairwise tree; so V, O, sg
 // are bitwise those of S step calls and independent of the thread count. F is only read.
+// Layers with fewer than kLanes inputs (one input per lane) run vectorised over 16 rows
+// of a sample instead (impl_narrow in the .inc): the same lane sums and tree, bitwise.
 // Without the filter (e-prop, OTTT) the work is one task per sample b instead, vectorised
 // over the rows i, skipping zero inputs (impl_nofilter in the .inc explains it).
 #include <cstdlib>

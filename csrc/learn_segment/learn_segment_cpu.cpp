@@ -13,7 +13,8 @@
 //   row (mu, k, c_t * mu) are gathered once per row into a small thread-private array.
 //   Sums: b outer, t inner, fixed order: bitwise independent of the thread count. F and
 //   e are updated with the step op's expressions, so they are bitwise those of S step
-//   calls.
+//   calls. Layers with fewer than 16 inputs (impl_narrow in the .inc) run the same
+//   expressions vectorised over 16 neurons instead of over the inputs: bitwise the same.
 // - e-prop (no filter, per-synapse trace with the reset term): the trace recurrence is
 //   unrolled over the segment (impl_eprop in the .inc explains it), so each trace element
 //   is read and written once per segment and zero inputs drop out; e equals S step calls
