@@ -300,21 +300,18 @@ def test_segment_ops_mixed_sparsity_deterministic_across_threads(rule_name):
     _assert_same_bits_at_1_and_2_threads((x,) + fwd[1:], (x,) + learn[1:])
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("grads", ["both", "decay", "gain", "none"])
-@pytest.mark.parametrize("reset", [True, False], ids=["reset", "noreset"])
-@pytest.mark.parametrize("n_in,n_out,B,S", [(6, 100, 32, 10), (15, 37, 3, 7), (1, 5, 2, 3), (5, 10, 40, 30)])
-def test_narrow_layer_kernels_equal_the_wide_ones(n_in, n_out, B, S, reset, grads, dtype, threads):
-    """Layers with fewer than 16 inputs take the kernels' narrow path (vectorised over the
+NARROW_CASES = [(6, 100, 32, 10), (15, 37, 3, 7), (1, 5, 2, 3), (5, 10, 40, 30)]
+
+
+def _narrow_vs_padded(n_in, n_out, B, S, dtype, threads, *, filt, reset, grads="none", density=None):
+    """Layers with fewer than 16 inputs take the kernels' narrow paths (vectorised over the
     neurons); padded with dead inputs (x = 0, F = e = 0) to 16 or 21 inputs the same layer
-    takes the row-wise path. Every output of the real inputs must be bitwise the same: the
-    narrow path runs each element's expressions in the row-wise order, and a dead input adds
-    +0 to its lane of the j sum. (The last case, 10 neurons at 2 threads, splits one block's
-    inputs between the threads.)"""
+    takes the row-wise ones. Every output of the real inputs must be bitwise the same: the
+    narrow paths run each element's expressions in the row-wise order, and a dead input adds
+    +0 to its lane of the j sum."""
     gen = torch.Generator().manual_seed(n_in * 1000 + n_out)
     r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(dtype)  # noqa: E731
-    x = r(S, B, n_in)
+    x = r(S, B, n_in) if density is None else (torch.rand(S, B, n_in, generator=gen) < density).to(dtype)
     w = r(n_out, n_in) * 0.6
     decay = torch.rand(n_out, n_in, generator=gen, dtype=torch.float64).to(dtype)
     gain = (torch.rand(n_out, n_in, generator=gen, dtype=torch.float64) + 0.5).to(dtype)
@@ -324,18 +321,20 @@ def test_narrow_layer_kernels_equal_the_wide_ones(n_in, n_out, B, S, reset, grad
 
     def run(width):
         pad = lambda t: torch.nn.functional.pad(t, (0, width - n_in))  # noqa: E731
-        Fw, ew = pad(F), pad(e)
+        Fw = pad(F) if filt else None
+        ew = pad(e)
         Vw, Ow, sgw = V.clone(), O.clone(), sg.clone()
         O_seq, sg_seq = torch.zeros(S, B, n_out, dtype=dtype), torch.zeros(S, B, n_out, dtype=dtype)
         gw = torch.full((n_out, width), 0.25, dtype=dtype)
         gd = torch.full_like(gw, -0.5) if grads in ("both", "decay") else None
         gg = torch.full_like(gw, 0.75) if grads in ("both", "gain") else None
-        xw, ww, dw, gnw = pad(x), pad(w), pad(decay), pad(gain)
+        xw, ww = pad(x), pad(w)
+        dw, gnw = (pad(decay), pad(gain)) if filt else (None, None)
         torch.ops.solsa.forward_segment(xw, ww, dw, gnw, Fw, Vw, Ow, sgw, O_seq, sg_seq, LAM, VTH, SIG)
         torch.ops.solsa.learn_segment(xw, ww, dw, gnw, Fw, ew, sg.clone(), sg_seq, mu, gw, gd, gg, coef,
                                       LAM, VTH, reset)
-        out = [Vw, Ow, sgw, O_seq, sg_seq] + [t[..., :n_in] for t in (Fw, ew, gw)]
-        return out + [t[..., :n_in] for t in (gd, gg) if t is not None]
+        out = [Vw, Ow, sgw, O_seq, sg_seq] + [t[..., :n_in] for t in (Fw, ew, gw, gd, gg) if t is not None]
+        return out
 
     old = torch.get_num_threads()
     try:
@@ -348,6 +347,27 @@ def test_narrow_layer_kernels_equal_the_wide_ones(n_in, n_out, B, S, reset, grad
                     f"output {k} of the {n_in}-input layer differs from its {width}-input padding"
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("grads", ["both", "decay", "gain", "none"])
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "noreset"])
+@pytest.mark.parametrize("n_in,n_out,B,S", NARROW_CASES)
+def test_narrow_filter_layer_equals_the_wide_one(n_in, n_out, B, S, reset, grads, dtype, threads):
+    """SOLSA's filter path (the last case, 10 neurons at 2 threads, splits one block's inputs
+    between the threads)."""
+    _narrow_vs_padded(n_in, n_out, B, S, dtype, threads, filt=True, reset=reset, grads=grads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("density", [None, 0.4, 0.03], ids=["currents", "spikes40", "spikes3"])
+@pytest.mark.parametrize("n_in,n_out,B,S", NARROW_CASES)
+def test_narrow_eprop_layer_equals_the_wide_one(n_in, n_out, B, S, density, dtype, threads):
+    """e-prop (no filter, the unrolled per-synapse trace; forward without the filter): dense
+    samples (the register tiles) and sparse ones (zero inputs skipped)."""
+    _narrow_vs_padded(n_in, n_out, B, S, dtype, threads, filt=False, reset=True, density=density)
 
 
 @pytest.mark.parametrize("rule_name", ["solsa", "eprop", "ottt"])

@@ -18,7 +18,8 @@
 // - e-prop (no filter, per-synapse trace with the reset term): the trace recurrence is
 //   unrolled over the segment (impl_eprop in the .inc explains it), so each trace element
 //   is read and written once per segment and zero inputs drop out; e equals S step calls
-//   to round-off (not bitwise).
+//   to round-off (not bitwise). Narrow layers (eprop_narrow): vectorised over 16 neurons,
+//   bitwise the same.
 // - Presyn (OTTT) trace: the (B, n_in) trace is shared by all rows; its segment gradient
 //   is a product of backward-discounted errors with the inputs (impl_presyn in the .inc),
 //   and the trace itself is advanced afterwards, parallel over b (bitwise).
