@@ -36,6 +36,15 @@ def adam(params, lr: float) -> torch.optim.Optimizer:
     return OptimizerConfig(lr=lr).build(params)
 
 
+def adam_step(opt: torch.optim.Optimizer) -> None:
+    """The optimizer step of every contender, as the Trainer takes it
+    (``solsa_ext.optim.fast_step``: ``opt.step()``'s arithmetic, bitwise, without the
+    wrapper's per-call Python), so that no contender pays a slower step than the others."""
+    from solsa_ext.optim import fast_step
+
+    fast_step(opt)
+
+
 def sync(device: torch.device | str) -> None:
     """Wait for queued work (CUDA); no-op on CPU."""
     if torch.device(device).type == "cuda":

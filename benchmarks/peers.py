@@ -115,7 +115,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
                         states[l] = mem
                 loss = loss + 0.5 * ((h - tgt) ** 2).sum()
             loss.backward()
-            opt.step()
+            common.adam_step(opt)
 
         return Runner(name, run, steps, notes)
 
@@ -152,7 +152,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
             out = net(x_tbc)                                   # (T, B, N_top)
             loss = 0.5 * ((out - tgt) ** 2).sum()
             loss.backward()
-            opt.step()
+            common.adam_step(opt)
 
         return Runner(name, run, steps,
                       "SpikingJelly LIFNode(step_mode='m') + layer.Linear: no synaptic filter, decay_input=False, "
@@ -179,7 +179,7 @@ def build(name: str, sizes: Sequence[int], x_bct: torch.Tensor, target: torch.Te
                 loss.backward()
                 functional.detach_net(net)
                 if t in pts:
-                    opt.step()
+                    common.adam_step(opt)
                     opt.zero_grad(set_to_none=True)
 
         return Runner(name, run, steps,

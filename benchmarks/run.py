@@ -133,7 +133,7 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
             out = snn_forward(xs, params, neuron, filter=True)       # (B, N_top, steps)
             loss = 0.5 * ((out - target[:, :, None]) ** 2).sum()
             loss.backward()
-            opt.step()
+            common.adam_step(opt)
             clamp()
 
         note = "" if steps == T else f" (sequence cut to {steps} of T={T} steps: autograd keeps every step)"
@@ -152,7 +152,7 @@ def build(name: str, wl: dict[str, Any], a: argparse.Namespace, device: torch.de
             p.w.grad = g.w
             if rule.adaptive:
                 p.decay.grad, p.gain.grad = g.decay, g.gain
-        opt.step()
+        common.adam_step(opt)
         eng.zero_grads()
         if rule.adaptive:
             clamp()

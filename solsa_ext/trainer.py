@@ -39,6 +39,7 @@ from .early_stop import EarlyStop
 from .engine import SEGMENT_CHUNK
 from .losses import first_spike, prediction_scores, predict_from_scores, sequence_loss, step_loss_and_grad
 from .neuron import NeuronConfig
+from .optim import fast_step
 from .reference import LayerGrads, LayerParams
 from .schedule import schedule_for
 
@@ -383,7 +384,7 @@ class Trainer:
             if self.algorithm.adaptive:
                 p.decay.grad = g.decay / batch
                 p.gain.grad = g.gain / batch
-        self.optimizer.step()
+        fast_step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         self.clamp_()
         self._engine.zero_grads()
@@ -498,7 +499,7 @@ class Trainer:
                     grads = [LayerGrads(p.w.grad * x.shape[0], p.decay.grad * x.shape[0], p.gain.grad * x.shape[0])
                              for p in self.params]
                     self.update_hook(self, step, grads)
-                self.optimizer.step()
+                fast_step(self.optimizer)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.clamp_()
                 self.updates += 1
