@@ -12,8 +12,9 @@ own child process and reports VmHWM minus its VmRSS after imports and after buil
 model and the data (the high-water mark is reset first through /proc/self/clear_refs);
 on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the run.
 
-Training = forward + learning + the optimizer (Adam; for every contender built as the
-Trainer builds it: torch's fused Adam, ``common.adam``) at the update points: the online
+Training = forward + learning + the optimizer (Adam; for every contender built and stepped
+as the Trainer does it: torch's fused Adam, ``common.adam``, stepped by
+``solsa_ext.optim.fast_step``, ``common.adam_step``) at the update points: the online
 learners and SpikingJelly's OTTT step at K evenly spaced points of the ``--steps`` window
 (a contender timed on a shorter window, the eager reference, at K scaled to it: the same
 number of optimizer steps per time step for every online learner), the BPTT contenders
