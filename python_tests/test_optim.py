@@ -130,3 +130,35 @@ def test_fast_step_falls_back_for_other_optimizers_and_global_hooks(monkeypatch)
     finally:
         h.remove()
     assert O._fast_args(opt) is not None
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", ["solsa", "eprop", "bptt"])
+def test_trainer_with_fast_step_equals_trainer_with_step(name, spike_task, monkeypatch):
+    """End to end: a Trainer run with fast_step and one with plain opt.step() end bitwise equal."""
+    from solsa_ext import AlgorithmConfig, NetworkConfig, OptimizerConfig, TrainConfig, Trainer
+    from solsa_ext import trainer as trainer_mod
+
+    xtr, ytr, xte, _ = spike_task
+
+    def make():
+        backend = "auto" if name == "bptt" else "fused"
+        return Trainer(NetworkConfig(sizes=(12, 10, 3)), AlgorithmConfig(name, backend=backend, update_points=3),
+                       OptimizerConfig("Adam", lr=5e-3), train=TrainConfig(batch_size=8, epochs=2, seed=5),
+                       classes=["x", "y", "z"])
+
+    fast = make()
+    wrapped = []
+    real_step = fast.optimizer.step
+    monkeypatch.setattr(fast.optimizer, "step", lambda *a, **k: (wrapped.append(1), real_step(*a, **k))[1])
+    fast.fit(xtr[:24], ytr[:24])
+    assert fast.updates > 1 and len(wrapped) == 1  # only the first update (no Adam state yet) went through step()
+
+    monkeypatch.setattr(trainer_mod, "fast_step", lambda opt: opt.step())
+    plain = make()
+    plain.fit(xtr[:24], ytr[:24])
+    assert plain.updates == fast.updates
+    for p, q in zip(fast.params, plain.params):
+        assert torch.equal(p.w, q.w) and torch.equal(p.decay, q.decay) and torch.equal(p.gain, q.gain)
+    assert not torch.equal(fast.params[0].w, make().params[0].w)  # it did learn
+    assert torch.equal(fast.predict(xte), plain.predict(xte))
