@@ -11,6 +11,7 @@
 // of a sample instead (impl_narrow in the .inc): the same lane sums and tree, bitwise.
 // Without the filter (e-prop, OTTT) the work is one task per sample b instead, vectorised
 // over the rows i, skipping zero inputs (impl_nofilter in the .inc explains it).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
