@@ -105,7 +105,16 @@ def _fails(argv, capsys) -> str:
     (["--epochs", "-1"], "--epochs"), (["--batch-size", "0"], "--batch-size"), (["--hidden", "0"], "--hidden"),
     (["-O", "download=maybe"], "-O/--dataset-option: download"),
     (["-O", "binary=no"], "-O/--dataset-option: dataset BasicMotions does not take option 'binary'"),
-])
+    (["--target-rate", "0"], "--target-rate: LossConfig.target_rate must lie in (0, 1]"),
+    (["--weight-decay", "inf"], "--weight-decay: OptimizerConfig.kwargs weight_decay must be finite"),
+    (["--weight-decay", "nan"], "--weight-decay: OptimizerConfig.kwargs weight_decay must be finite"),
+    (["--weight-decay", "-1"], "--weight-decay: OptimizerConfig.kwargs weight_decay must be a finite number >= 0"),
+    (["--optimizer", "LBFGS"], "--optimizer: OptimizerConfig.name 'LBFGS': its step() needs a closure"),
+    (["--optimizer", "Adamm"], "--optimizer: OptimizerConfig.name 'Adamm' is not a torch.optim.Optimizer class"),
+    (["--out", ""], "--out: must not be empty"),
+] + ([] if torch.cuda.is_available() else [
+    (["--device", "cuda"], "--device: 'cuda' requested but CUDA is not available"),
+]))
 def test_bad_values_are_errors_naming_the_flag(tmp_path, capsys, args, flag):
     out = tmp_path / "run"
     err = _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--out", str(out), "--no-progress", *args],
@@ -129,6 +138,45 @@ def test_bad_paths_are_errors_naming_the_flag(tmp_path, capsys):
     assert "argument --resume" in err and "is a folder" in err
     err = _fails(base + ["--out", out, "--resume", str(tmp_path / "missing.pt")], capsys)
     assert "argument --resume" in err and "No such file" in err
+
+
+def test_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
+    out = tmp_path / "new"
+    err = _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress", "--out", str(out),
+                  "--data-dir", str(tmp_path / "missing")], capsys)
+    assert "BasicMotions" in err and not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress", "--out", str(kept),
+            "--data-dir", str(tmp_path / "missing")], capsys)
+    assert kept.is_dir()  # a folder the user made is not removed
+
+
+def test_diverged_run_is_reported(tmp_path, capsys, basic_motions):
+    out = tmp_path / "d"
+    with pytest.warns(RuntimeWarning, match="after epoch 1 the parameters .* are not finite") as rec:
+        assert main(["train", "--dataset", "BasicMotions", "--epochs", "2", "--hidden", "8", "--lr", "1e38",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert len([w for w in rec if "not finite" in str(w.message)]) == 1  # once per fit, not per epoch
+    err = capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["diverged"] is True and res["history"][-1]["params_finite"] is False
+    assert "are not finite (NaN/inf): the run diverged" in err
+
+
+def test_outputs_get_the_usual_permissions_and_command(tmp_path, monkeypatch, basic_motions):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "p"
+        monkeypatch.setattr(sys, "argv", [os.path.join(ROOT, "solsa_ext", "__main__.py"), "train", "--dataset",
+                                          "BasicMotions", "--epochs", "0", "--hidden", "4", "--out", str(out)])
+        assert main(sys.argv[1:] + ["--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("checkpoint.pt", "results.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name  # mkstemp's 0600 used to stay on checkpoint.pt
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == f"python -m solsa_ext train --dataset BasicMotions --epochs 0 --hidden 4 --out {out}"
 
 
 def test_dataset_options_are_typed():

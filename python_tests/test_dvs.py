@@ -249,3 +249,15 @@ def test_unreadable_npy(tmp_path: Path) -> None:
     (tmp_path / "ibmGestureTest" / "user24_natural" / "4.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DatasetFormatError, match=r"4\.npy: unreadable \.npy file"):
         load_dataset("DVSGesture", data_dir=tmp_path, progress=False, cache=False)
+
+
+def test_train_no_progress_hides_the_conversion_bar(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from solsa_ext.cli import main
+
+    _npy_layout(tmp_path / "data")
+    argv = ["train", "--dataset", "DVSGesture", "--data-dir", str(tmp_path / "data"), "-O", "n_steps=4",
+            "--epochs", "1", "--hidden", "4", "--out", str(tmp_path / "run")]
+    assert main(argv + ["--no-progress", "-O", "cache=false"]) == 0
+    assert "converting" not in capsys.readouterr().err
+    assert main(argv + ["-O", "cache=false"]) == 0
+    assert "DVSGesture: converting .npy" in capsys.readouterr().err  # shown without --no-progress

@@ -218,9 +218,12 @@ def test_learn_and_spatial_error_bad_inputs():
         torch.ops.solsa.learn(a["sg"], a["e"], gw, a["x"], a["w"], None, torch.zeros_like(gw), None, 1.0)
     with pytest.raises(ValueError, match="'mu' contains NaN"):
         torch.ops.solsa.learn(torch.full((3, 4), float("nan"), dtype=D), a["e"], gw)
-    with pytest.raises(ValueError, match="'e' must have shape"):
+    with pytest.raises(ValueError, match=r"'e' must have shape \(3, 4, 5\) \(B from mu, n_out and n_in from gw\)"):
         torch.ops.solsa.learn(a["sg"], torch.zeros(3, 4, 6, dtype=D), gw)
-    with pytest.raises(ValueError, match="'sg_low' must have shape"):
+    # a batch mismatch names where the expected batch came from
+    with pytest.raises(ValueError, match=r"'e' must have shape \(2, 4, 5\) \(B from mu"):
+        torch.ops.solsa.learn(a["sg"][:2], torch.zeros(3, 4, 5, dtype=D), gw)
+    with pytest.raises(ValueError, match=r"'sg_low' must have shape \(3, 5\) \(B from mu_up, n_low from w_up\)"):
         torch.ops.solsa.spatial_error(torch.zeros(3, 4, dtype=D), a["w"], None, torch.zeros(3, 4, dtype=D))
     with pytest.raises(ValueError, match="batch is empty"):
         torch.ops.solsa.spatial_error(torch.zeros(0, 4, dtype=D), a["w"], None, torch.zeros(0, 5, dtype=D))

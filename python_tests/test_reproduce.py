@@ -172,7 +172,12 @@ def test_parser_extension_point():
     (["--table", "accuracy", "--datasets", "Nope"], "argument --datasets: unknown dataset 'Nope'"),
     (["--table", "memory", "--memory-datasets", "Nope"], "argument --memory-datasets: unknown dataset 'Nope'"),
     (["--table", "memory", "--device", "gpu"], "argument --device: must be cpu, cuda, cuda:N or auto"),
-])
+    (["--table", "accuracy", "--algo-grid", "solsa:bogus=1"],
+     "argument --algo-grid: algo_grid['solsa']: 'bogus' is not a searchable AlgorithmConfig setting"),
+    (["--table", "accuracy", "--algo-grid", "solsa"], "argument --algo-grid: expected ALGO:SETTING=V1,V2 or ALGO:none"),
+] + ([] if torch.cuda.is_available() else [
+    (["--table", "memory", "--device", "cuda"], "argument --device: 'cuda' requested but CUDA is not available"),
+]))
 def test_reproduce_checks_arguments_before_running(args, msg, tmp_path, capsys, monkeypatch):
     from solsa_ext.cli import main
 
@@ -189,6 +194,22 @@ def test_reproduce_checks_arguments_before_running(args, msg, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_reproduce_out_must_be_a_usable_folder(tmp_path, capsys, monkeypatch):
+    from solsa_ext.cli import main
+
+    def no_runs(*a, **k):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(runner, "run_specs", no_runs)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, msg in ((str(afile), "exists and is not a folder"), (str(afile / "sub"), "cannot create the folder"),
+                     ("", "must not be empty")):
+        rc = main(["reproduce", "--table", "accuracy", "--out", out, "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "argument --out: " in err and msg in err and "Traceback" not in err, err
 
 
 def test_reproduce_api_checks_algorithms(tmp_path):

@@ -297,8 +297,8 @@ def test_bad_inputs():
         AlgorithmConfig("backprop")
     with pytest.raises(ValueError, match="unknown algorithm"):
         Trainer(algorithm="sols")
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        Trainer(NetworkConfig(sizes=(3, 2)), optimizer=OptimizerConfig("Adamm"))
+    with pytest.raises(ValueError, match="not a torch.optim.Optimizer class"):
+        OptimizerConfig("Adamm")
     with pytest.raises(ValueError, match="unknown loss"):
         LossConfig("hinge")
     with pytest.raises(RuntimeError, match="not built"):
@@ -461,3 +461,67 @@ def test_update_hook_gets_the_step_index_for_the_autograd_baselines(algo, want):
     x = torch.randn(4, 5, 7, dtype=torch.float64)
     tr.fit(x, torch.tensor([0, 1, 2, 0]), epochs=1)
     assert steps == want
+
+
+# ------------------------------------------------------- found by a fresh-user review
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"weight_decay": float("inf")}, "kwargs weight_decay must be finite"),
+    ({"weight_decay": float("nan")}, "kwargs weight_decay must be finite"),
+    ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+    ({"betas": (float("nan"), 0.9)}, "kwargs betas must be finite"),
+    ({"eps": float("inf")}, "kwargs eps must be finite"),
+])
+def test_optimizer_config_rejects_non_finite_hyperparameters(kwargs, msg):
+    # weight_decay=inf used to be accepted and turned every weight into NaN at the first step
+    with pytest.raises(ValueError, match=msg):
+        OptimizerConfig(kwargs=kwargs)
+    OptimizerConfig(kwargs={"weight_decay": 0, "amsgrad": True, "betas": (0.8, 0.9)})  # fine
+
+
+def test_optimizer_config_rejects_closure_optimizers():
+    with pytest.raises(ValueError, match="LBFGS.*needs a closure"):
+        OptimizerConfig("LBFGS")
+    assert OptimizerConfig("SGD").optimizer_class() is torch.optim.SGD
+
+
+def test_unbuilt_trainer_checks_label_range():
+    x = torch.randn(8, 3, 10)
+    with pytest.raises(ValueError, match=r"class indices must lie in >= 0, got \[-1, 1\]"):
+        Trainer(train=TrainConfig(epochs=1)).fit(x, torch.tensor([0, 1, 0, 1, 0, 1, 0, -1]))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\) \(the label map classes=\['a', 'b'\]\), got \[0, 2\]"):
+        Trainer(classes=["a", "b"], train=TrainConfig(epochs=1)).fit(x, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+
+
+def test_dataloader_class_count_error_says_where_it_came_from():
+    x = torch.randn(8, 3, 12)
+    y = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1])  # the first batch of 4 has no class 2
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    with pytest.raises(ValueError, match="taken from the first DataLoader batch"):
+        Trainer(algorithm=AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1)).fit(dl)
+    tr = Trainer(algorithm=AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1), classes=["a", "b", "c"])
+    tr.fit(dl)
+    assert tr.n_classes == 3 and tr.history[-1]["params_finite"]
+
+
+def test_fit_flags_non_finite_parameters():
+    x, y = torch.randn(8, 3, 10), torch.tensor([0, 1] * 4)
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1))
+    tr.fit(x, y)
+    assert tr.history[-1]["params_finite"] and tr._nonfinite_params() == []
+    with torch.no_grad():
+        tr.params[1].w[0, 0] = float("nan")  # what a diverged update leaves behind
+    assert tr._nonfinite_params() == ["layer1.w"]
+    with pytest.warns(RuntimeWarning, match=r"after epoch 2 the parameters .*layer1\.w.* are not finite.*diverged"):
+        tr.fit(x, y)  # (the NaN spreads to the other parameters through the gradients)
+    assert tr.history[-1]["params_finite"] is False and "layer1.w" in tr._nonfinite_params()
+
+
+def test_odd_inputs_get_errors_that_say_what_is_wrong():
+    tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1))
+    x, y = torch.randn(4, 3, 10), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(TypeError, match="x must be a tensor/array .* got str"):
+        tr.fit("abc", y)
+    with pytest.raises(ValueError, match="lengths must be finite whole numbers of steps, got NaN or inf"):
+        tr.fit(x, y, lengths=torch.tensor([10.0, float("nan"), 5.0, 5.0]))
+    with pytest.raises(ValueError, match="got fractional values"):
+        tr.fit(x, y, lengths=torch.tensor([10.0, 2.5, 5.0, 5.0]))

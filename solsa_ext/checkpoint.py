@@ -20,12 +20,12 @@ the new checkpoint, never a truncated one).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
 
+from .atomic import atomic_torch_save
 from .config import config_from_dict
 
 if TYPE_CHECKING:
@@ -38,23 +38,6 @@ def versions() -> dict[str, str]:
     from . import __version__
 
     return {"solsa_ext": __version__, "torch": torch.__version__, "numpy": np.__version__}
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def checkpoint_dict(tr: "Trainer") -> dict[str, Any]:

@@ -21,10 +21,12 @@ import json
 import math
 import os
 import resource
+import shlex
 import sys
 import time
 from typing import Any, Optional, Sequence
 
+from .atomic import atomic_write
 from .config import (ALGORITHMS, CONFIG_CLASSES, LOSSES, MAX_LOSS_SCALE, PLACEMENTS, PREDICTIONS, AlgorithmConfig,
                      LossConfig, NetworkConfig, OptimizerConfig, TrainConfig, check_device)
 
@@ -241,10 +243,7 @@ def _finite_json(obj: Any) -> Any:
 
 
 def _write_json(obj: Any, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_finite_json(obj), f, indent=2, allow_nan=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(_finite_json(obj), f, indent=2, allow_nan=False), binary=False)
 
 
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -355,7 +354,17 @@ def _configs(a: argparse.Namespace) -> dict[str, Any]:
         raise
 
 
-def _make_out(out: str) -> None:
+def command_line() -> str:
+    """The command as typed: ``python -m solsa_ext ...`` when run as a module (``sys.argv[0]``
+    is then the path of ``solsa_ext/__main__.py``), arguments shell-quoted."""
+    head = sys.argv[0]
+    if os.path.basename(head) == "__main__.py" and os.path.basename(os.path.dirname(head)) == "solsa_ext":
+        head = "python -m solsa_ext"
+    return " ".join([head] + [shlex.quote(x) for x in sys.argv[1:]])
+
+
+def make_out(out: str) -> None:
+    """Create the output folder ``out`` (an error names ``--out`` when it cannot be used)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"argument --out: {out!r} exists and is not a folder")
     try:
@@ -408,6 +417,19 @@ def _ignored_on_resume(a: argparse.Namespace, tr: Any) -> list[str]:
 
 
 def train_command(a: argparse.Namespace) -> dict[str, Any]:
+    if a.out is not None and not a.out.strip():
+        raise ValueError("argument --out: must not be empty (omit it for runs/<dataset>-<algo>-seed<seed>)")
+    made = bool(a.out) and not os.path.exists(a.out)
+    try:
+        return _train(a)
+    except BaseException:
+        # a run that failed before writing anything leaves no empty --out folder behind
+        if made and os.path.isdir(a.out) and not os.listdir(a.out):
+            os.rmdir(a.out)
+        raise
+
+
+def _train(a: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from .checkpoint import versions
@@ -415,11 +437,11 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
     from .trainer import Trainer
 
     # every flag is checked before the (possibly long) data loading and training
-    check_device(a.device, "argument --device:")
+    check_device(a.device, "argument --device:", available=True)
     cfgs = None if a.resume else _configs(a)
     options = parse_options(a.dataset_option, a.dataset)
     if a.out:
-        _make_out(a.out)
+        make_out(a.out)
     tr = None
     if a.resume:
         tr = _load_resume(a)
@@ -430,10 +452,13 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
-    ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize, **options)
+    quiet = a.no_progress and "progress" in _option_types(a.dataset)[1] and "progress" not in options
+    # --no-progress silences the loaders' conversion bars too (not recorded as a dataset option)
+    ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize,
+                      **({**options, "progress": False} if quiet else options))
     out = a.out or os.path.join("runs", f"{ds.name}-{a.algo}-seed{a.seed}")
     if not a.out:  # a given --out was made (and checked) before the data was loaded
-        _make_out(out)
+        make_out(out)
     if tr is not None:
         if tr.classes is not None and list(tr.classes) != list(ds.classes):
             raise ValueError(f"argument --resume: checkpoint label map {tr.classes} does not match dataset {ds.classes}")
@@ -495,12 +520,17 @@ def train_command(a: argparse.Namespace) -> dict[str, Any]:
         "sequence_length": int(ds.x_train.shape[2]),
         "versions": versions(),
         "torch_threads": torch.get_num_threads(),
-        "command": " ".join(sys.argv),
+        "command": command_line(),
     }
     losses = [h.get("train_loss") for h in tr.history] + [ev_test["loss"], ev_train["loss"]]
     if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
         print("warning: the loss is not finite (NaN/inf): the run diverged; results.json records it as null",
               file=sys.stderr)
+    bad = tr._nonfinite_params()
+    results["diverged"] = bool(bad) or any(isinstance(v, float) and not math.isfinite(v) for v in losses)
+    if bad:
+        print(f"warning: the parameters {', '.join(bad)} are not finite (NaN/inf): the run diverged "
+              "(results.json: \"diverged\": true); lower --lr", file=sys.stderr)
     _write_json(results, os.path.join(out, "results.json"))
     _plot(tr.history, os.path.join(out, "learning_curve.png"), f"{ds.name} / {tr.algorithm.name}")
     print(f"{ds.name} {tr.algorithm.name}: test accuracy {ev_test['accuracy']:.4f}, train accuracy "

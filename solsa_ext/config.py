@@ -197,7 +197,8 @@ def _fusable(params: list) -> bool:
 
 @dataclass
 class OptimizerConfig:
-    """Any ``torch.optim`` class by name (``"Adam"``, ``"SGD"``, ...) and its kwargs.
+    """A ``torch.optim`` class by name (``"Adam"``, ``"SGD"``, ...; not L-BFGS, whose step needs
+    a closure) and its kwargs (numbers must be finite, ``weight_decay`` >= 0).
 
     Adam and AdamW are built with torch's fused implementation (``fused=True``: one kernel
     for all tensors) unless ``kwargs`` sets ``fused`` or ``foreach``, or torch refuses it
@@ -219,13 +220,36 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.lr) and self.lr > 0, f"OptimizerConfig.lr must be > 0, got {self.lr}")
+        self.optimizer_class()
+        _check(isinstance(self.kwargs, dict), f"OptimizerConfig.kwargs must be a dict, got {self.kwargs!r}")
+        for key, val in self.kwargs.items():
+            # a NaN or infinite hyperparameter (weight_decay=inf, ...) turns every weight into
+            # NaN at the first step, and torch accepts it without a word
+            nums = val if isinstance(val, (tuple, list)) else (val,)
+            _check(all(isinstance(v, bool) or not isinstance(v, (int, float)) or math.isfinite(v) for v in nums),
+                   f"OptimizerConfig.kwargs {key} must be finite, got {val!r}")
+        wd = self.kwargs.get("weight_decay")
+        _check(wd is None or isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd >= 0,
+               f"OptimizerConfig.kwargs weight_decay must be a finite number >= 0, got {wd!r}")
 
-    def build(self, params) -> Any:
+    def optimizer_class(self) -> type:
+        """The ``torch.optim`` class named by ``name``; ``ValueError`` for an unknown name or an
+        optimizer whose ``step`` needs a closure (L-BFGS: the Trainer steps without one)."""
+        import inspect
+
         import torch
 
-        cls = getattr(torch.optim, self.name, None)
+        cls = getattr(torch.optim, str(self.name), None)
         if cls is None or not isinstance(cls, type) or not issubclass(cls, torch.optim.Optimizer):
-            raise ValueError(f"unknown optimizer {self.name!r} (not a torch.optim.Optimizer class)")
+            raise ValueError(f"OptimizerConfig.name {self.name!r} is not a torch.optim.Optimizer class")
+        closure = inspect.signature(cls.step).parameters.get("closure")
+        if closure is not None and closure.default is inspect.Parameter.empty:
+            raise ValueError(f"OptimizerConfig.name {self.name!r}: its step() needs a closure, which the Trainer "
+                             "does not pass (it steps at update points inside a sequence); choose another optimizer")
+        return cls
+
+    def build(self, params) -> Any:
+        cls = self.optimizer_class()
         params = list(params)
         if (self.name in self.FUSED_BY_DEFAULT and "fused" not in self.kwargs and "foreach" not in self.kwargs
                 and _fusable(params)):
@@ -265,7 +289,8 @@ class LossConfig:
             raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction rule {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
-        _check(0.0 <= self.target_rate <= 1.0, f"LossConfig.target_rate must lie in [0, 1] (a spike rate), got {self.target_rate}")
+        _check(0.0 < self.target_rate <= 1.0,
+               f"LossConfig.target_rate must lie in (0, 1] (a spike rate above off_rate), got {self.target_rate}")
         _check(0.0 <= self.off_rate < self.target_rate,
                f"LossConfig.off_rate must lie in [0, target_rate={self.target_rate}), got {self.off_rate}")
         _check(0.0 < self.scale <= MAX_LOSS_SCALE, f"LossConfig.scale must lie in (0, {MAX_LOSS_SCALE:g}], got {self.scale}")
@@ -300,17 +325,20 @@ class TrainConfig:
         check_device(self.device, "TrainConfig.device")
 
 
-def check_device(device: Any, name: str = "device") -> None:
+def check_device(device: Any, name: str = "device", available: bool = False) -> None:
     """``ValueError`` naming ``name`` unless ``device`` is "auto" or a device string torch parses
-    ("cpu", "cuda", "cuda:1", ...); whether CUDA is there is checked when the trainer is built."""
+    ("cpu", "cuda", "cuda:1", ...); with ``available``, also unless a CUDA device is there
+    (else that is checked when the trainer is built)."""
     import torch
 
     if device == "auto" or isinstance(device, torch.device):
         return
     try:
-        torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"{name} must be cpu, cuda, cuda:N or auto, got {device!r}") from None
+    if available and dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {device!r} requested but CUDA is not available (use cpu or auto)")
 
 
 ConfigT = Union[NetworkConfig, AlgorithmConfig, OptimizerConfig, LossConfig, TrainConfig]

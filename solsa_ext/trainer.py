@@ -169,6 +169,8 @@ class Trainer:
         self.shuffle_gen = torch.Generator().manual_seed(self.train_config.seed + 1)
         #: called as ``hook(trainer, step, grads)`` at every update point before the optimizer step.
         self.update_hook: Optional[Callable[["Trainer", int, list[LayerGrads]], None]] = None
+        #: where the output count came from: "sizes", "classes", "labels" or "first batch"
+        self._n_classes_from = "sizes"
         if self.network.sizes is not None:
             self.build(self.network.sizes)
 
@@ -299,14 +301,28 @@ class Trainer:
             if not torch.equal(y, y.round()):
                 raise ValueError("y must hold integer class indices")
         y = y.to(torch.int64)
-        if self.sizes is not None and (y.min() < 0 or y.max() >= self.n_classes):
-            raise ValueError(f"class indices must lie in [0, {self.n_classes}), got [{int(y.min())}, {int(y.max())}]")
+        if n == 0:
+            return y
+        if self.sizes is not None:
+            hi, where = self.n_classes, ""
+            if self._n_classes_from == "first batch":
+                where = (" (the class count was taken from the first DataLoader batch: pass classes=[...] or "
+                         "NetworkConfig(sizes=...) when one batch may not hold every class)")
+        elif self.classes is not None:
+            hi, where = len(self.classes), f" (the label map classes={self.classes})"
+        else:
+            hi, where = None, ""
+        if int(y.min()) < 0 or (hi is not None and int(y.max()) >= hi):
+            rng = f"[0, {hi})" if hi is not None else ">= 0"
+            raise ValueError(f"class indices must lie in {rng}{where}, got [{int(y.min())}, {int(y.max())}]")
         return y
 
     def _check_lengths(self, lengths: Optional[ArrayLike], n: int, T: int) -> torch.Tensor:
         if lengths is None:
             return torch.full((n,), T, dtype=torch.int64)
         raw = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths)
+        if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
+            raise ValueError("lengths must be finite whole numbers of steps, got NaN or inf")
         if raw.is_floating_point() and not bool((raw == raw.round()).all()):
             raise ValueError("lengths must be whole numbers of steps, got fractional values")
         ln = raw.to(torch.int64)
@@ -322,12 +338,13 @@ class Trainer:
         yt = self._check_y(y, n) if y is not None else torch.zeros(n, dtype=torch.int64)
         return Batch(xt, yt, self._check_lengths(lengths, n, T))
 
-    def _ensure_built(self, C: int, y: Optional[torch.Tensor]) -> None:
+    def _ensure_built(self, C: int, y: Optional[torch.Tensor], source: str = "labels") -> None:
         if self.params:
             return
         if y is None:
             raise RuntimeError("the network is not built: call fit first or give NetworkConfig.sizes")
         n_cls = len(self.classes) if self.classes is not None else int(y.max()) + 1
+        self._n_classes_from = "classes" if self.classes is not None else source
         if n_cls < 2:
             warnings.warn(f"the training labels hold a single class ({int(y.max())}): the network gets {n_cls} "
                           "output neuron(s) and every prediction will be that class", stacklevel=3)
@@ -350,11 +367,13 @@ class Trainer:
             else:
                 raise TypeError("a DataLoader must yield (x, y) or (x, y, lengths) batches")
             b = self._prepare(xb, yb, lb)
-            self._ensure_built(b.x.shape[1], b.y)
+            self._ensure_built(b.x.shape[1], b.y, source="first batch")
             yield b
 
     def _as_data(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike],
                  what: Optional[str] = None) -> Union[Batch, Iterable]:
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"x must be a tensor/array (N, C, T) or a DataLoader, got {type(x).__name__}")
         if isinstance(x, torch.utils.data.DataLoader) or (not isinstance(x, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(x, "__iter__")):
             if y is not None or lengths is not None:
                 raise ValueError("with a DataLoader, labels and lengths come from its batches")
@@ -552,7 +571,8 @@ class Trainer:
         ``val``: optional ``(x, y)`` or ``(x, y, lengths)`` evaluated after every epoch.
         Each history entry: epoch, train_loss (mean per-step loss), train_accuracy (of the
         predictions made while training), [val_loss, val_accuracy], updates, early_stopped
-        (fraction of samples that early-stopped), time_s.
+        (fraction of samples that early-stopped), params_finite (False once a weight, decay
+        or gain is NaN/inf: the run diverged; a ``RuntimeWarning`` says which), time_s.
         """
         if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0):
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
@@ -564,6 +584,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_epochs, desc=f"{self.algorithm.name}", unit="epoch")
+        diverged = False
         for _ in range(n_epochs):
             t0 = time.perf_counter()
             tot_loss = correct = seen = stopped = 0.0
@@ -583,12 +604,20 @@ class Trainer:
                 if progress:
                     inner.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
             self.epoch += 1
+            bad = self._nonfinite_params()
+            if bad and not diverged:
+                diverged = True  # one warning per fit call
+                # a run that diverged can look calm: non-finite weights silence the network, so
+                # the loss settles at the silent value and nothing else flags it
+                warnings.warn(f"Trainer.fit: after epoch {self.epoch} the parameters {', '.join(bad)} are not finite "
+                              "(NaN/inf): the run diverged; lower the learning rate", RuntimeWarning, stacklevel=2)
             rec: dict[str, Any] = {
                 "epoch": self.epoch,
                 "train_loss": tot_loss / max(seen, 1),
                 "train_accuracy": correct / max(seen, 1),
                 "updates": self.updates,
                 "early_stopped": stopped / max(seen, 1),
+                "params_finite": not bad,
             }
             if val is not None and (self.epoch % self.train_config.eval_every == 0 or _ == n_epochs - 1):
                 ev = self.evaluate(*val)
@@ -606,6 +635,15 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.history
+
+    def _nonfinite_params(self) -> list[str]:
+        """Names (``layer1.w``, ...) of the parameters holding a NaN or inf."""
+        bad = []
+        for l, p in enumerate(self.params):
+            for name in ("w", "decay", "gain"):
+                if not bool(torch.isfinite(getattr(p, name).detach()).all()):
+                    bad.append(f"layer{l}.{name}")
+        return bad
 
     # ------------------------------------------------------------- inference
     def _infer(self, x: Any, y: Optional[ArrayLike], lengths: Optional[ArrayLike], what: Optional[str] = None):

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_torch_save
 from .base import DATA_DIR_ENV, DatasetFormatError, DatasetSpec, SequenceDataset, not_text_error, resolve_data_dir
 
 __all__ = [
@@ -427,25 +427,6 @@ def convert_events(layout: str, root: Path, options: FrameOptions, progress: boo
     return out
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into
-    place, so readers never see a partly written ``path``; the temporary file is removed
-    on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _dense(part: dict[str, Any], options: FrameOptions, binary: bool) -> torch.Tensor:

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..cli import AUTO_THREADS_SYNAPSES, _HelpFormatter, int_at_least, positive_float
+from ..cli import AUTO_THREADS_SYNAPSES, _HelpFormatter, int_at_least, make_out, positive_float
 from ..config import check_device
 from . import tables
 from .tables import PRESETS, TABLES
@@ -348,10 +348,21 @@ def main_reproduce(args: argparse.Namespace) -> int:
                 get_spec(name)
             except ValueError as exc:
                 raise ValueError(f"argument {flag}: {exc}") from None
-    check_device(args.device, "argument --device:")
-    grid = parse_algo_grid(args.algo_grid)
-    if grid is not None:
-        tables.normalize_algo_grid(grid)
+    check_device(args.device, "argument --device:", available=True)
+    try:
+        grid = parse_algo_grid(args.algo_grid)
+        if grid is not None:
+            tables.normalize_algo_grid(grid)
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(f"argument --algo-grid: {msg[len('--algo-grid: '):] if msg.startswith('--algo-grid: ') else msg}") from None
+    if not args.out.strip():
+        raise ValueError("argument --out: must not be empty")
+    if args.report_only:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"argument --out: {args.out!r} exists and is not a folder")
+    else:
+        make_out(args.out)
     for t in which:
         reproduce(t, args.out, quick=args.quick, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs,
                   lr_grid=args.lr_grid, algorithms=args.algorithms, algo_grid=grid,

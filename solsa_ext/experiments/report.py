@@ -5,6 +5,7 @@ import os
 import statistics
 from typing import Any, Optional, Sequence
 
+from ..atomic import atomic_write
 from .runner import write_json_atomic
 from .tables import ALGO_LABEL, PAPER_SOLSA, describe_kwargs
 
@@ -351,7 +352,4 @@ def _save(fig, path: str) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text), binary=False)

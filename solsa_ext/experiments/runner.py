@@ -16,10 +16,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import traceback
 from typing import Any, Callable, Optional, Sequence
+
+from ..atomic import atomic_write
 
 #: not part of a run's identity: threads (speed only) and the memory budget (a skipped
 #: run is retried when the budget grows, see :func:`is_done`).
@@ -52,19 +53,7 @@ def run_path(out: str, spec: dict[str, Any]) -> str:
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1, default=_json_default), binary=False)
 
 
 def _json_default(o: Any) -> Any:

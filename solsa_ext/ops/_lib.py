@@ -88,8 +88,11 @@ def check_tensor(
     contiguous: bool = True,
     finite: bool = False,
     required: bool = True,
+    sizes_from: str = "",
 ) -> None:
-    """Raise a clear error naming ``op`` and ``name`` when ``t`` does not fit."""
+    """Raise a clear error naming ``op`` and ``name`` when ``t`` does not fit. ``sizes_from``
+    says which arguments the expected shape was read from (so a mismatch between two
+    arguments names both), e.g. ``"B from mu, n_in from gw"``."""
     if t is None:
         if required:
             raise ValueError(f"solsa.{op}: argument '{name}' is required here but was None")
@@ -103,7 +106,8 @@ def check_tensor(
     if t.device != ref.device:
         raise ValueError(f"solsa.{op}: argument '{name}' is on {t.device} but the other arguments are on {ref.device}")
     if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"solsa.{op}: argument '{name}' must have shape {tuple(shape)}, got {tuple(t.shape)}")
+        src = f" ({sizes_from})" if sizes_from else ""
+        raise ValueError(f"solsa.{op}: argument '{name}' must have shape {tuple(shape)}{src}, got {tuple(t.shape)}")
     if contiguous and not t.is_contiguous():
         raise ValueError(
             f"solsa.{op}: argument '{name}' must be contiguous (it is read or written in place by the kernel); "

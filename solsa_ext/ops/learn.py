@@ -48,13 +48,16 @@ def _check(mu, e, gw, x, w, F_prev, gdecay, ggain, coef) -> None:
     check_tensor(OP, "mu", mu, (B, n_out), gw, finite=True)
     if not isinstance(e, torch.Tensor) or e.dim() not in (2, 3):
         raise ValueError(f"solsa.{OP}: 'e' must be (B, n_out, n_in) or, for the presynaptic trace, (B, n_in)")
-    check_tensor(OP, "e", e, (B, n_in) if e.dim() == 2 else (B, n_out, n_in), gw)
+    check_tensor(OP, "e", e, (B, n_in) if e.dim() == 2 else (B, n_out, n_in), gw,
+                 sizes_from="B from mu, n_out and n_in from gw")
     check_tensor(OP, "gdecay", gdecay, (n_out, n_in), gw, required=False)
     check_tensor(OP, "ggain", ggain, (n_out, n_in), gw, required=False)
     need_w = gdecay is not None or ggain is not None
     check_tensor(OP, "w", w, (n_out, n_in), gw, required=need_w, finite=True)
-    check_tensor(OP, "F_prev", F_prev, (B, n_out, n_in), gw, required=gdecay is not None)
-    check_tensor(OP, "x", x, (B, n_in), gw, contiguous=False, required=ggain is not None, finite=True)
+    check_tensor(OP, "F_prev", F_prev, (B, n_out, n_in), gw, required=gdecay is not None,
+                 sizes_from="B from mu, n_out and n_in from gw")
+    check_tensor(OP, "x", x, (B, n_in), gw, contiguous=False, required=ggain is not None, finite=True,
+                 sizes_from="B from mu, n_in from gw")
     check_scalars(OP, coef=coef)
     check_no_overlap(OP, dict(gw=gw, gdecay=gdecay, ggain=ggain), dict(mu=mu, e=e, x=x, w=w, F_prev=F_prev))
 

@@ -32,7 +32,7 @@ def _check(mu_up, w_up, gain_up, sg_low) -> None:
     check_tensor(OP, "w_up", w_up, (n_up, n_low), w_up, finite=True)
     check_tensor(OP, "mu_up", mu_up, (B, n_up), w_up, finite=True)
     check_tensor(OP, "gain_up", gain_up, (n_up, n_low), w_up, required=False, finite=True)
-    check_tensor(OP, "sg_low", sg_low, (B, n_low), w_up, finite=True)
+    check_tensor(OP, "sg_low", sg_low, (B, n_low), w_up, finite=True, sizes_from="B from mu_up, n_low from w_up")
 
 
 def _params(mu_up, w_up, gain_up, sg_low, out):
