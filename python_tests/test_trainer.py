@@ -507,13 +507,13 @@ def test_fit_flags_non_finite_parameters():
     x, y = torch.randn(8, 3, 10), torch.tensor([0, 1] * 4)
     tr = Trainer(NetworkConfig(sizes=(3, 4, 2)), AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1))
     tr.fit(x, y)
-    assert tr.history[-1]["params_finite"] and tr._nonfinite_params() == []
+    assert tr.history[-1]["params_finite"] and tr.nonfinite_params() == []
     with torch.no_grad():
         tr.params[1].w[0, 0] = float("nan")  # what a diverged update leaves behind
-    assert tr._nonfinite_params() == ["layer1.w"]
+    assert tr.nonfinite_params() == ["layer1.w"]
     with pytest.warns(RuntimeWarning, match=r"after epoch 2 the parameters .*layer1\.w.* are not finite.*diverged"):
         tr.fit(x, y)  # (the NaN spreads to the other parameters through the gradients)
-    assert tr.history[-1]["params_finite"] is False and "layer1.w" in tr._nonfinite_params()
+    assert tr.history[-1]["params_finite"] is False and "layer1.w" in tr.nonfinite_params()
 
 
 def test_odd_inputs_get_errors_that_say_what_is_wrong():

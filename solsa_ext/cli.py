@@ -526,7 +526,7 @@ def _train(a: argparse.Namespace) -> dict[str, Any]:
     if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
         print("warning: the loss is not finite (NaN/inf): the run diverged; results.json records it as null",
               file=sys.stderr)
-    bad = tr._nonfinite_params()
+    bad = tr.nonfinite_params()
     results["diverged"] = bool(bad) or any(isinstance(v, float) and not math.isfinite(v) for v in losses)
     if bad:
         print(f"warning: the parameters {', '.join(bad)} are not finite (NaN/inf): the run diverged "

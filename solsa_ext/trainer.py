@@ -236,7 +236,7 @@ class Trainer:
         self.optimizer = self.optim_config.build(trainable)
         self._engine = None
         if self.algorithm.online:
-            from .engine import SEGMENT_CHUNK, OnlineEngine
+            from .engine import OnlineEngine
 
             self._engine = OnlineEngine(self.params, self.neuron, self.algorithm.rule, backend=self.backend)
 
@@ -604,7 +604,7 @@ class Trainer:
                 if progress:
                     inner.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
             self.epoch += 1
-            bad = self._nonfinite_params()
+            bad = self.nonfinite_params()
             if bad and not diverged:
                 diverged = True  # one warning per fit call
                 # a run that diverged can look calm: non-finite weights silence the network, so
@@ -636,7 +636,7 @@ class Trainer:
             bar.close()
         return self.history
 
-    def _nonfinite_params(self) -> list[str]:
+    def nonfinite_params(self) -> list[str]:
         """Names (``layer1.w``, ...) of the parameters holding a NaN or inf."""
         bad = []
         for l, p in enumerate(self.params):

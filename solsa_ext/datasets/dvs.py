@@ -427,8 +427,6 @@ def convert_events(layout: str, root: Path, options: FrameOptions, progress: boo
     return out
 
 
-
-
 def _dense(part: dict[str, Any], options: FrameOptions, binary: bool) -> torch.Tensor:
     n = len(part["labels"])
     offsets = part["offsets"]

@@ -1,7 +1,7 @@
 """torch.ops.solsa.*: the fused SOLSA kernels registered with torch.library.
 
-Importing this package registers ``torch.ops.solsa.step``, ``torch.ops.solsa.learn`` and
-``torch.ops.solsa.spatial_error`` (CPU and CUDA implementations plus fake kernels for
+Importing this package registers ``torch.ops.solsa.step``, ``learn``, ``spatial_error``,
+``forward_segment`` and ``learn_segment`` (CPU and CUDA implementations plus fake kernels for
 torch.compile). docs/OPS.md documents each schema, its shapes and what it mutates.
 """
 from ._lib import input_checks, input_checks_enabled
@@ -11,4 +11,5 @@ from .learn import learn
 from .spatial_error import spatial_error
 from .step import step
 
-__all__ = ["step", "learn", "spatial_error", "input_checks", "input_checks_enabled"]
+__all__ = ["step", "learn", "spatial_error", "forward_segment", "learn_segment", "input_checks",
+           "input_checks_enabled"]
