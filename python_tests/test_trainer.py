@@ -525,3 +525,8 @@ def test_odd_inputs_get_errors_that_say_what_is_wrong():
         tr.fit(x, y, lengths=torch.tensor([10.0, float("nan"), 5.0, 5.0]))
     with pytest.raises(ValueError, match="got fractional values"):
         tr.fit(x, y, lengths=torch.tensor([10.0, 2.5, 5.0, 5.0]))
+    with pytest.raises(ValueError, match=r"Trainer.fit: val: x has 4 channels"):
+        tr.fit(x, y, val=(torch.randn(2, 4, 10), torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match=r"val must be \(x, y\) or \(x, y, lengths\)"):
+        tr.fit(x, y, val=torch.randn(2, 3, 10))
+    assert tr.epoch == 0  # nothing trained before the checks

@@ -577,6 +577,15 @@ class Trainer:
         if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0):
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
         data = self._as_data(x, y, lengths, what="fit")
+        if val is not None:
+            # checked now, not after the first epoch, and named as the validation data
+            if not isinstance(val, (tuple, list)) or len(val) not in (2, 3):
+                raise ValueError("Trainer.fit: val must be (x, y) or (x, y, lengths)")
+            try:
+                vx, vy, vlen = (*val, None)[:3]
+                self._prepare(vx, vy, vlen)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"Trainer.fit: val: {exc}") from None
         n_epochs = self.train_config.epochs if epochs is None else int(epochs)
         bs = self.train_config.batch_size
         bar = None
