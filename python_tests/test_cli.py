@@ -145,6 +145,10 @@ def test_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
     err = _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress", "--out", str(out),
                   "--data-dir", str(tmp_path / "missing")], capsys)
     assert "BasicMotions" in err and not out.exists()
+    nested = tmp_path / "n1" / "n2"
+    _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress", "--out", str(nested),
+            "--data-dir", str(tmp_path / "missing")], capsys)
+    assert not (tmp_path / "n1").exists()  # every folder it created, not only the last
     kept = tmp_path / "kept"
     kept.mkdir()
     _fails(["train", "--dataset", "BasicMotions", "--epochs", "1", "--no-progress", "--out", str(kept),
@@ -164,19 +168,35 @@ def test_diverged_run_is_reported(tmp_path, capsys, basic_motions):
     assert "are not finite (NaN/inf): the run diverged" in err
 
 
-def test_outputs_get_the_usual_permissions_and_command(tmp_path, monkeypatch, basic_motions):
+def test_outputs_get_the_usual_permissions_and_command(tmp_path, basic_motions):
     old = os.umask(0o022)
     try:
-        out = tmp_path / "p"
-        monkeypatch.setattr(sys, "argv", [os.path.join(ROOT, "solsa_ext", "__main__.py"), "train", "--dataset",
-                                          "BasicMotions", "--epochs", "0", "--hidden", "4", "--out", str(out)])
-        assert main(sys.argv[1:] + ["--no-progress"]) == 0
+        out = tmp_path / "p q"
+        assert main(["train", "--dataset", "BasicMotions", "--epochs", "0", "--hidden", "4", "--out", str(out),
+                     "--no-progress"]) == 0
+        for name in ("checkpoint.pt", "results.json", "learning_curve.png"):
+            assert (out / name).stat().st_mode & 0o777 == 0o644, name  # mkstemp's 0600 stayed on checkpoint.pt
+        os.chmod(out / "results.json", 0o600)  # a file the user restricted keeps its mode when rewritten
+        assert main(["train", "--dataset", "BasicMotions", "--epochs", "0", "--resume", str(out / "checkpoint.pt"),
+                     "--out", str(out), "--no-progress"]) == 0
+        assert (out / "results.json").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
-    for name in ("checkpoint.pt", "results.json"):
-        assert (out / name).stat().st_mode & 0o777 == 0o644, name  # mkstemp's 0600 used to stay on checkpoint.pt
     res = json.loads((out / "results.json").read_text())
-    assert res["command"] == f"python -m solsa_ext train --dataset BasicMotions --epochs 0 --hidden 4 --out {out}"
+    # the arguments main() parsed (not the host's sys.argv), shell-quoted
+    assert res["command"] == (f"python -m solsa_ext train --dataset BasicMotions --epochs 0 --resume "
+                              f"'{out / 'checkpoint.pt'}' --out '{out}' --no-progress")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "learning_curve.png", "results.json"]
+
+
+def test_resume_without_out_names_the_folder_after_the_checkpoint(tmp_path, monkeypatch, capsys, basic_motions):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "BasicMotions", "--algo", "eprop", "--seed", "3", "--epochs", "0",
+                 "--hidden", "4", "--out", "ep3", "--no-progress"]) == 0
+    assert main(["train", "--dataset", "BasicMotions", "--epochs", "1", "--resume", "ep3/checkpoint.pt",
+                 "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "BasicMotions-eprop-seed3" / "results.json").exists()
+    assert not (tmp_path / "runs" / "BasicMotions-solsa-seed0").exists()  # another run's default folder
 
 
 def test_dataset_options_are_typed():

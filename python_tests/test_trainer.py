@@ -470,6 +470,14 @@ def test_update_hook_gets_the_step_index_for_the_autograd_baselines(algo, want):
     ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
     ({"betas": (float("nan"), 0.9)}, "kwargs betas must be finite"),
     ({"eps": float("inf")}, "kwargs eps must be finite"),
+    ({"weight_decay": torch.tensor(float("inf"))}, "kwargs weight_decay must be finite"),
+    ({"weight_decay": np.float32(-1)}, "weight_decay must be a finite number >= 0"),
+    ({"weight_decay": torch.tensor(-1.0)}, "weight_decay must be a finite number >= 0"),
+    ({"weight_decay": None}, "weight_decay must be a finite number >= 0"),
+    ({"weight_decay": 10 ** 400}, "kwargs weight_decay must be finite"),
+    ({"betas": np.array([0.9, float("nan")])}, "kwargs betas must be finite"),
+    ({"betas": (torch.tensor(0.9), torch.tensor(float("nan")))}, "kwargs betas must be finite"),
+    ({"lr": 0.1}, "must not set lr or params"),
 ])
 def test_optimizer_config_rejects_non_finite_hyperparameters(kwargs, msg):
     # weight_decay=inf used to be accepted and turned every weight into NaN at the first step
@@ -481,6 +489,8 @@ def test_optimizer_config_rejects_non_finite_hyperparameters(kwargs, msg):
 def test_optimizer_config_rejects_closure_optimizers():
     with pytest.raises(ValueError, match="LBFGS.*needs a closure"):
         OptimizerConfig("LBFGS")
+    with pytest.raises(ValueError, match="'Optimizer' is not a torch.optim.Optimizer class"):
+        OptimizerConfig("Optimizer")  # the abstract base
     assert OptimizerConfig("SGD").optimizer_class() is torch.optim.SGD
 
 
@@ -527,6 +537,13 @@ def test_odd_inputs_get_errors_that_say_what_is_wrong():
         tr.fit(x, y, lengths=torch.tensor([10.0, 2.5, 5.0, 5.0]))
     with pytest.raises(ValueError, match=r"Trainer.fit: val: x has 4 channels"):
         tr.fit(x, y, val=(torch.randn(2, 4, 10), torch.tensor([0, 1])))
-    with pytest.raises(ValueError, match=r"val must be \(x, y\) or \(x, y, lengths\)"):
+    with pytest.raises(ValueError, match=r"val must be \(x, y\), \(x, y, lengths\) or \(loader,\)"):
         tr.fit(x, y, val=torch.randn(2, 3, 10))
     assert tr.epoch == 0  # nothing trained before the checks
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)
+    tr.fit(x, y, val=(dl,))  # a DataLoader as validation data, as evaluate() takes it
+    assert tr.history[-1]["val_accuracy"] == tr.evaluate(dl)["accuracy"]
+    # a network built from the first DataLoader batch: the bad val is named at the first evaluation
+    lazy = Trainer(algorithm=AlgorithmConfig(backend="reference"), train=TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match=r"Trainer.fit: val: x has 5 channels"):
+        lazy.fit(dl, val=(torch.randn(2, 5, 10), torch.tensor([0, 1])))

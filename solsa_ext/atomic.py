@@ -1,23 +1,17 @@
 """Atomic file writes: readers see either the old file or the complete new one.
 
-The content goes to a temporary file in the destination's folder, is flushed to disk, gets
-the permissions a plain ``open()`` would have given it (``tempfile.mkstemp`` creates files
-readable by their owner only), and is then moved over the destination with ``os.replace``.
+The content goes to a new temporary file in the destination's folder (created with mode
+0666 minus the umask, as a plain ``open()`` would create it; an existing destination's mode
+is kept), is flushed to disk, and is then moved over the destination with ``os.replace``.
 On any failure the temporary file is removed and the destination is left as it was.
 """
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from typing import IO, Any, Callable, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], binary: bool = True) -> None:
@@ -25,13 +19,26 @@ def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], binary: bool 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=folder)
+    try:
+        keep_mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        keep_mode = None
+    # O_EXCL on a random name, like mkstemp, but with the umask applied by the kernel
+    # (mkstemp makes 0600 files, and reading the umask means changing it process-wide)
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        if keep_mode is not None:
+            os.chmod(tmp, keep_mode)
         os.replace(tmp, path)
     except BaseException:
         try:

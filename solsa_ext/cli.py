@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     opt, loss = OptimizerConfig(), LossConfig()
     t.add_argument("--dataset", required=True, help="dataset name (python -m solsa_ext list)")
     t.add_argument("--algo", default=alg.name, choices=ALGORITHMS, help="learning algorithm")
-    t.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algo>-seed<seed>)")
+    t.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algo>-seed<seed>; with --resume, "
+                                                  "the checkpoint's algo and seed)")
     t.add_argument("--data-dir", default=None, help="folder with the user's copy of the data")
     t.add_argument("--dataset-option", "-O", action="append", default=[], metavar="KEY=VALUE",
                    help="a loader option (docs/DATASETS.md), e.g. -O n_steps=50 -O binary=false, converted to the "
@@ -225,10 +226,10 @@ def _plot(history: list[dict[str, Any]], path: str, title: str) -> None:
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.set_ylim(-0.02, 1.02), a2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _finite_json(obj: Any) -> Any:
@@ -354,25 +355,29 @@ def _configs(a: argparse.Namespace) -> dict[str, Any]:
         raise
 
 
-def command_line() -> str:
-    """The command as typed: ``python -m solsa_ext ...`` when run as a module (``sys.argv[0]``
-    is then the path of ``solsa_ext/__main__.py``), arguments shell-quoted."""
-    head = sys.argv[0]
-    if os.path.basename(head) == "__main__.py" and os.path.basename(os.path.dirname(head)) == "solsa_ext":
-        head = "python -m solsa_ext"
-    return " ".join([head] + [shlex.quote(x) for x in sys.argv[1:]])
+def command_line(argv: Sequence[str]) -> str:
+    """The command that reproduces a run: ``python -m solsa_ext`` and the arguments ``main``
+    parsed, shell-quoted (not ``sys.argv``, which is the host's when ``main`` is called from
+    Python)."""
+    return "python -m solsa_ext " + shlex.join(list(argv))
 
 
-def make_out(out: str) -> None:
-    """Create the output folder ``out`` (an error names ``--out`` when it cannot be used)."""
+def make_out(out: str) -> list[str]:
+    """Create the output folder ``out`` (an error names ``--out`` when it cannot be used);
+    returns the folders it created, outermost first."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"argument --out: {out!r} exists and is not a folder")
+    created, d = [], os.path.abspath(out)
+    while not os.path.exists(d):
+        created.insert(0, d)
+        d = os.path.dirname(d)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"argument --out: cannot create the folder {out!r}: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"argument --out: the folder {out!r} is not writable")
+    return created
 
 
 def _load_resume(a: argparse.Namespace) -> Any:
@@ -419,17 +424,18 @@ def _ignored_on_resume(a: argparse.Namespace, tr: Any) -> list[str]:
 def train_command(a: argparse.Namespace) -> dict[str, Any]:
     if a.out is not None and not a.out.strip():
         raise ValueError("argument --out: must not be empty (omit it for runs/<dataset>-<algo>-seed<seed>)")
-    made = bool(a.out) and not os.path.exists(a.out)
+    created: list[str] = []
     try:
-        return _train(a)
+        return _train(a, created)
     except BaseException:
-        # a run that failed before writing anything leaves no empty --out folder behind
-        if made and os.path.isdir(a.out) and not os.listdir(a.out):
-            os.rmdir(a.out)
+        # a run that failed leaves none of the (still empty) output folders it created
+        for d in reversed(created):
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
         raise
 
 
-def _train(a: argparse.Namespace) -> dict[str, Any]:
+def _train(a: argparse.Namespace, created: list[str]) -> dict[str, Any]:
     import torch
 
     from .checkpoint import versions
@@ -441,7 +447,7 @@ def _train(a: argparse.Namespace) -> dict[str, Any]:
     cfgs = None if a.resume else _configs(a)
     options = parse_options(a.dataset_option, a.dataset)
     if a.out:
-        make_out(a.out)
+        created += make_out(a.out)
     tr = None
     if a.resume:
         tr = _load_resume(a)
@@ -456,13 +462,15 @@ def _train(a: argparse.Namespace) -> dict[str, Any]:
     # --no-progress silences the loaders' conversion bars too (not recorded as a dataset option)
     ds = load_dataset(a.dataset, data_dir=a.data_dir, normalize=not a.no_normalize,
                       **({**options, "progress": False} if quiet else options))
-    out = a.out or os.path.join("runs", f"{ds.name}-{a.algo}-seed{a.seed}")
+    if tr is not None and tr.classes is not None and list(tr.classes) != list(ds.classes):
+        raise ValueError(f"argument --resume: checkpoint label map {tr.classes} does not match dataset {ds.classes}")
+    # the default folder is named after the run's own algorithm and seed: the checkpoint's
+    # when resuming, not the flags' defaults, which may name another run's folder
+    algo, seed = (a.algo, a.seed) if tr is None else (tr.algorithm.name, tr.train_config.seed)
+    out = a.out or os.path.join("runs", f"{ds.name}-{algo}-seed{seed}")
     if not a.out:  # a given --out was made (and checked) before the data was loaded
-        make_out(out)
-    if tr is not None:
-        if tr.classes is not None and list(tr.classes) != list(ds.classes):
-            raise ValueError(f"argument --resume: checkpoint label map {tr.classes} does not match dataset {ds.classes}")
-    else:
+        created += make_out(out)
+    if tr is None:
         sizes = None if a.hidden is None else (ds.x_train.shape[1], *a.hidden, len(ds.classes))
         cfgs["network"] = dataclasses.replace(cfgs["network"], sizes=sizes)
         tr = Trainer.for_dataset(ds, **cfgs)
@@ -520,7 +528,7 @@ def _train(a: argparse.Namespace) -> dict[str, Any]:
         "sequence_length": int(ds.x_train.shape[2]),
         "versions": versions(),
         "torch_threads": torch.get_num_threads(),
-        "command": command_line(),
+        "command": command_line(a.argv),
     }
     losses = [h.get("train_loss") for h in tr.history] + [ev_test["loss"], ev_train["loss"]]
     if any(isinstance(v, float) and not math.isfinite(v) for v in losses):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -195,6 +196,28 @@ def _fusable(params: list) -> bool:
         t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors if hasattr(t, "is_floating_point"))
 
 
+def _numbers(val: Any) -> list[float]:
+    """The numbers in an optimizer argument (a number, a numpy or torch scalar or array, or a
+    tuple/list of them; bools and other objects hold none); one too large for a float is inf."""
+    import numpy as np
+    import torch
+
+    if isinstance(val, (tuple, list)):
+        return [x for v in val for x in _numbers(v)]
+    if isinstance(val, bool) or val is None:
+        return []
+    if isinstance(val, torch.Tensor):
+        return val.detach().double().cpu().flatten().tolist()
+    if isinstance(val, np.ndarray):
+        return [float(x) for x in val.ravel()] if val.dtype.kind in "iuf" else []
+    if isinstance(val, numbers.Real):
+        try:
+            return [float(val)]
+        except OverflowError:
+            return [math.inf]
+    return []
+
+
 @dataclass
 class OptimizerConfig:
     """A ``torch.optim`` class by name (``"Adam"``, ``"SGD"``, ...; not L-BFGS, whose step needs
@@ -222,15 +245,17 @@ class OptimizerConfig:
         _check(math.isfinite(self.lr) and self.lr > 0, f"OptimizerConfig.lr must be > 0, got {self.lr}")
         self.optimizer_class()
         _check(isinstance(self.kwargs, dict), f"OptimizerConfig.kwargs must be a dict, got {self.kwargs!r}")
+        _check("lr" not in self.kwargs and "params" not in self.kwargs,
+               f"OptimizerConfig.kwargs must not set lr or params (lr is OptimizerConfig.lr), got {sorted(self.kwargs)}")
         for key, val in self.kwargs.items():
             # a NaN or infinite hyperparameter (weight_decay=inf, ...) turns every weight into
             # NaN at the first step, and torch accepts it without a word
-            nums = val if isinstance(val, (tuple, list)) else (val,)
-            _check(all(isinstance(v, bool) or not isinstance(v, (int, float)) or math.isfinite(v) for v in nums),
-                   f"OptimizerConfig.kwargs {key} must be finite, got {val!r}")
-        wd = self.kwargs.get("weight_decay")
-        _check(wd is None or isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd >= 0,
-               f"OptimizerConfig.kwargs weight_decay must be a finite number >= 0, got {wd!r}")
+            _check(all(math.isfinite(v) for v in _numbers(val)), f"OptimizerConfig.kwargs {key} must be finite, got {val!r}")
+        if "weight_decay" in self.kwargs:
+            wd = self.kwargs["weight_decay"]
+            nums = _numbers(wd)
+            _check(len(nums) == 1 and not isinstance(wd, (tuple, list)) and nums[0] >= 0,
+                   f"OptimizerConfig.kwargs weight_decay must be a finite number >= 0, got {wd!r}")
 
     def optimizer_class(self) -> type:
         """The ``torch.optim`` class named by ``name``; ``ValueError`` for an unknown name or an
@@ -240,7 +265,8 @@ class OptimizerConfig:
         import torch
 
         cls = getattr(torch.optim, str(self.name), None)
-        if cls is None or not isinstance(cls, type) or not issubclass(cls, torch.optim.Optimizer):
+        if (cls is None or not isinstance(cls, type) or not issubclass(cls, torch.optim.Optimizer)
+                or cls is torch.optim.Optimizer):
             raise ValueError(f"OptimizerConfig.name {self.name!r} is not a torch.optim.Optimizer class")
         closure = inspect.signature(cls.step).parameters.get("closure")
         if closure is not None and closure.default is inspect.Parameter.empty:

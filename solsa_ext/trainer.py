@@ -578,14 +578,12 @@ class Trainer:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
         data = self._as_data(x, y, lengths, what="fit")
         if val is not None:
-            # checked now, not after the first epoch, and named as the validation data
-            if not isinstance(val, (tuple, list)) or len(val) not in (2, 3):
-                raise ValueError("Trainer.fit: val must be (x, y) or (x, y, lengths)")
-            try:
-                vx, vy, vlen = (*val, None)[:3]
-                self._prepare(vx, vy, vlen)
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"Trainer.fit: val: {exc}") from None
+            if not isinstance(val, (tuple, list)) or not 1 <= len(val) <= 3:
+                raise ValueError("Trainer.fit: val must be (x, y), (x, y, lengths) or (loader,), as evaluate() takes")
+            if self.params and isinstance(val[0], (torch.Tensor, np.ndarray)):
+                # tensor data is checked now, not after the first epoch (a network built from
+                # the first DataLoader batch is checked at the first evaluation instead)
+                self._check_val(lambda: self._prepare(*(*val, None, None)[:3]))
         n_epochs = self.train_config.epochs if epochs is None else int(epochs)
         bs = self.train_config.batch_size
         bar = None
@@ -629,7 +627,7 @@ class Trainer:
                 "params_finite": not bad,
             }
             if val is not None and (self.epoch % self.train_config.eval_every == 0 or _ == n_epochs - 1):
-                ev = self.evaluate(*val)
+                ev = self._check_val(lambda: self.evaluate(*val))
                 rec["val_loss"], rec["val_accuracy"] = ev["loss"], ev["accuracy"]
             rec["time_s"] = time.perf_counter() - t0
             self.history.append(rec)
@@ -644,6 +642,14 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.history
+
+    @staticmethod
+    def _check_val(fn: Callable[[], Any]) -> Any:
+        """``fn()``, with a ValueError/TypeError about its data named as the validation data's."""
+        try:
+            return fn()
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"Trainer.fit: val: {exc}") from None
 
     def nonfinite_params(self) -> list[str]:
         """Names (``layer1.w``, ...) of the parameters holding a NaN or inf."""

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..cli import AUTO_THREADS_SYNAPSES, _HelpFormatter, int_at_least, make_out, positive_float
+from ..cli import AUTO_THREADS_SYNAPSES, _HelpFormatter, command_line, int_at_least, make_out, positive_float
 from ..config import check_device
 from . import tables
 from .tables import PRESETS, TABLES
@@ -330,10 +330,10 @@ def _record_invocation(out: str, table: str, meta: dict[str, Any], t0: float, ex
 
 def main_reproduce(args: argparse.Namespace) -> int:
     which = list(TABLES) if "all" in args.table else list(dict.fromkeys(args.table))
-    argv = list(sys.argv[1:])
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
     if "reproduce" in argv:
         argv = argv[argv.index("reproduce") + 1:]
-    command = "python -m solsa_ext reproduce " + " ".join(argv)
+    command = command_line(["reproduce", *argv])
     # check what can be checked before the first (possibly hours long) table runs
     for t in which:
         try:
@@ -379,6 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                             "per run, <table>.md, <table>.json and <table>.png into --out.")
     _add_arguments(p)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main_reproduce(args)
     except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:

@@ -345,10 +345,10 @@ def _pyplot():
 def _save(fig, path: str) -> None:
     plt = _pyplot()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def _write_text(path: str, text: str) -> None:

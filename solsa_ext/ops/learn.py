@@ -49,7 +49,7 @@ def _check(mu, e, gw, x, w, F_prev, gdecay, ggain, coef) -> None:
     if not isinstance(e, torch.Tensor) or e.dim() not in (2, 3):
         raise ValueError(f"solsa.{OP}: 'e' must be (B, n_out, n_in) or, for the presynaptic trace, (B, n_in)")
     check_tensor(OP, "e", e, (B, n_in) if e.dim() == 2 else (B, n_out, n_in), gw,
-                 sizes_from="B from mu, n_out and n_in from gw")
+                 sizes_from="B from mu, n_in from gw" if e.dim() == 2 else "B from mu, n_out and n_in from gw")
     check_tensor(OP, "gdecay", gdecay, (n_out, n_in), gw, required=False)
     check_tensor(OP, "ggain", ggain, (n_out, n_in), gw, required=False)
     need_w = gdecay is not None or ggain is not None
