@@ -531,11 +531,12 @@ def _train(a: argparse.Namespace, created: list[str]) -> dict[str, Any]:
         "command": command_line(a.argv),
     }
     losses = [h.get("train_loss") for h in tr.history] + [ev_test["loss"], ev_train["loss"]]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
+    loss_diverged = any(isinstance(v, float) and not math.isfinite(v) for v in losses)
+    if loss_diverged:
         print("warning: the loss is not finite (NaN/inf): the run diverged; results.json records it as null",
               file=sys.stderr)
     bad = tr.nonfinite_params()
-    results["diverged"] = bool(bad) or any(isinstance(v, float) and not math.isfinite(v) for v in losses)
+    results["diverged"] = bool(bad) or loss_diverged
     if bad:
         print(f"warning: the parameters {', '.join(bad)} are not finite (NaN/inf): the run diverged "
               "(results.json: \"diverged\": true); lower --lr", file=sys.stderr)

@@ -95,22 +95,22 @@ def parse_algo_grid(items: Optional[Sequence[str]]) -> Optional[dict[str, dict[s
     for item in items:
         algo, sep, rest = item.partition(":")
         if not sep or not algo or not rest:
-            raise ValueError(f"--algo-grid: expected ALGO:SETTING=V1,V2 or ALGO:none, got {item!r}")
+            raise ValueError(f"argument --algo-grid: expected ALGO:SETTING=V1,V2 or ALGO:none, got {item!r}")
         algo = algo.lower()
         if rest.lower() == "none":
             if grid.get(algo):
-                raise ValueError(f"--algo-grid: {item!r} contradicts the settings given for {algo}")
+                raise ValueError(f"argument --algo-grid: {item!r} contradicts the settings given for {algo}")
             cleared.add(algo)
             grid[algo] = {}
             continue
         key, eq, vals = rest.partition("=")
         values = [v.strip() for v in vals.split(",") if v.strip()]
         if not eq or not key or not values:
-            raise ValueError(f"--algo-grid: expected ALGO:SETTING=V1,V2 with at least one value, got {item!r}")
+            raise ValueError(f"argument --algo-grid: expected ALGO:SETTING=V1,V2 with at least one value, got {item!r}")
         if algo in cleared:
-            raise ValueError(f"--algo-grid: {item!r} contradicts {algo}:none")
+            raise ValueError(f"argument --algo-grid: {item!r} contradicts {algo}:none")
         if key in grid.get(algo, {}):
-            raise ValueError(f"--algo-grid: {algo}:{key} given twice; list all its values once: {algo}:{key}=V1,V2")
+            raise ValueError(f"argument --algo-grid: {algo}:{key} given twice; list all its values once: {algo}:{key}=V1,V2")
         grid.setdefault(algo, {})[key] = values
     return grid
 
@@ -349,13 +349,12 @@ def main_reproduce(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ValueError(f"argument {flag}: {exc}") from None
     check_device(args.device, "argument --device:", available=True)
-    try:
-        grid = parse_algo_grid(args.algo_grid)
-        if grid is not None:
+    grid = parse_algo_grid(args.algo_grid)
+    if grid is not None:
+        try:
             tables.normalize_algo_grid(grid)
-    except ValueError as exc:
-        msg = str(exc)
-        raise ValueError(f"argument --algo-grid: {msg[len('--algo-grid: '):] if msg.startswith('--algo-grid: ') else msg}") from None
+        except ValueError as exc:
+            raise ValueError(f"argument --algo-grid: {exc}") from None
     if not args.out.strip():
         raise ValueError("argument --out: must not be empty")
     if args.report_only:
